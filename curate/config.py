@@ -1,0 +1,95 @@
+"""Configuration: typed dataclasses per section, one precedence chain: defaults < YAML file < `--set a.b=c`.
+
+The resolved configuration is printed by `--dry-run` and stored in every stage manifest. YAML holds
+parameter values only: no import paths, no code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from curate.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        payload = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return payload
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` strings; values are parsed as YAML scalars (so 0.8 is a float, true a bool)."""
+    result = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        *sections, leaf = key.strip().split(".")
+        node = result
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {section} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: cannot parse value: {exc}") from exc
+    return result
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    return apply_overrides(load_yaml(path), overrides or [])
+
+
+def section(config: dict[str, Any], name: str, cls: type[T], origin: str = "configuration") -> T:
+    """Build dataclass `cls` from `config[name]`, rejecting unknown keys and wrong types by name."""
+    values = config.get(name) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{origin}: section {name!r} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown field(s) {', '.join(f'{name}.{u}' for u in unknown)}")
+    instance = cls(**values)
+    for field_name, field in fields.items():
+        value = getattr(instance, field_name)
+        default = getattr(cls(), field_name) if _has_defaults(cls) else None
+        if default is not None and value is not None and not _compatible(value, default):
+            raise ConfigError(
+                f"{origin}: {name}.{field_name} must be {type(default).__name__}, got {value!r} ({type(value).__name__})"
+            )
+        del field
+    return instance
+
+
+def _has_defaults(cls: type) -> bool:
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+    )
+
+
+def _compatible(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def as_dict(instance: Any) -> dict[str, Any]:
+    return dataclasses.asdict(instance)

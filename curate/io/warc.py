@@ -1,0 +1,281 @@
+"""Reading WARC files record by record with warcio, accounting for every record and every broken file.
+
+Each WARC record becomes exactly one row, kept or dropped with a reason, so that
+records in = documents out + drops holds per file. A problem that stops a file (truncation, garbage,
+not a WARC at all) becomes one extra row with the reason and the offset where reading stopped: the rest
+of the input goes on, and nothing is lost silently.
+
+Quirks handled:
+- Whole-file gzip (one gzip member for all records, e.g. browsertrix output): warcio refuses to go past
+  the first record. We re-read the file through a streaming decompressor; offsets of those records are
+  positions in the decompressed stream, and the file is listed as a problem `single_gzip_member`.
+- WARC/0.17 (old Heritrix) and `dns:` records: warcio parses the headers; non-HTTP records are drops.
+- Huge records are skipped by their Content-Length without being read into memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+
+from curate.io import fs
+from curate.schema import NOTE_REASON
+
+DEFAULT_MAX_RECORD_BYTES = 16 * 2**20
+
+# Content types that are certainly not HTML: dropped by header without reading the payload.
+# Anything else (missing, text/plain, octet-stream...) is sniffed by the extraction step.
+HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
+AMBIGUOUS_TYPES = ("", "text/plain", "application/octet-stream", "text/xml", "application/xml", "unknown")
+
+# Exceptions warcio and the decompressors raise on damaged input.
+READ_ERRORS = (ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError, UnicodeDecodeError, IndexError)
+
+
+@dataclass
+class RecordRow:
+    """One row of the WARC_RECORDS schema plus its drop decision."""
+
+    doc_id: str | None
+    warc_path: str
+    warc_record_offset: int | None
+    warc_record_length: int | None
+    warc_record_type: str | None
+    warc_date: datetime | None = None
+    url: str | None = None
+    http_status: int | None = None
+    content_type: str | None = None
+    http_charset: str | None = None
+    payload: bytes | None = None
+    drop_reason: str | None = None
+    drop_detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__
+
+
+def make_doc_id(record_id: str | None, warc_path: str, offset: int | None) -> str:
+    """Stable across runs and machines: the record id plus the file's base name and the record offset."""
+    key = f"{record_id or ''}|{os.path.basename(warc_path)}|{offset}"
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def parse_warc_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        if len(text) == 14 and text.isdigit():  # WARC/0.17 and ARC style: 20080430204825
+            return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def split_content_type(header: str | None) -> tuple[str, str | None]:
+    """`text/html; charset=GBK` -> ("text/html", "gbk")."""
+    if not header:
+        return "", None
+    parts = header.split(";")
+    mime = parts[0].strip().lower()
+    charset = None
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip("\"'").lower() or None
+    return mime, charset
+
+
+def _open(path: str) -> BinaryIO:
+    if fs.is_local(path):
+        return open(fs.local_path(path), "rb")  # noqa: SIM115 - closed by the caller
+    raise ValueError(f"{path}: remote WARC paths are read through Spark's binaryFile source")
+
+
+class WarcFileReader:
+    """Iterates the rows of one WARC file (local path, or bytes already fetched by Spark)."""
+
+    def __init__(self, warc_path: str, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, data: bytes | None = None):
+        self.warc_path = warc_path
+        self.max_record_bytes = max_record_bytes
+        self.data = data
+        self.problems: list[tuple[str, str]] = []
+
+    def _stream(self) -> BinaryIO:
+        return io.BytesIO(self.data) if self.data is not None else _open(self.warc_path)
+
+    def rows(self) -> Iterator[RecordRow]:
+        emitted = 0
+        last_end = 0
+        try:
+            stream = self._stream()
+        except OSError as exc:
+            yield self._file_problem("unreadable_file", 0, f"cannot open: {exc}")
+            return
+        with stream:
+            iterator = ArchiveIterator(stream, check_digests=False)
+            try:
+                for record in iterator:
+                    row = self._row(record, iterator)
+                    last_end = (row.warc_record_offset or 0) + (row.warc_record_length or 0)
+                    emitted += 1
+                    yield row
+            except ArchiveLoadFailed as exc:
+                if "single gzip" in str(exc) or "beyond single record" in str(exc):
+                    yield from self._rows_from_single_member(skip=emitted)
+                    return
+                reason = "unreadable_file" if emitted == 0 else "truncated_record"
+                yield self._file_problem(reason, last_end, _one_line(exc))
+                return
+            except READ_ERRORS as exc:
+                reason = "unreadable_file" if emitted == 0 else "truncated_record"
+                yield self._file_problem(reason, last_end, _one_line(exc))
+                return
+        if emitted == 0:
+            yield self._file_problem("empty_file", 0, "no WARC records")
+            return
+        size = self._size()
+        if size is not None and last_end < size and _has_content_after(self._stream(), last_end):
+            # warcio stops quietly at bytes it cannot parse as a record: a cut-off or garbage tail.
+            yield self._file_problem("truncated_record", last_end, f"{size - last_end} unparsed bytes at end of file")
+
+    def _size(self) -> int | None:
+        if self.data is not None:
+            return len(self.data)
+        try:
+            return os.path.getsize(fs.local_path(self.warc_path))
+        except OSError:
+            return None
+
+    def _rows_from_single_member(self, skip: int) -> Iterator[RecordRow]:
+        yield self._file_problem(
+            NOTE_REASON, 0, "single_gzip_member: whole file is one gzip member; offsets are in the decompressed stream"
+        )
+        emitted = 0
+        last_end = 0
+        try:
+            with self._stream() as raw, gzip.GzipFile(fileobj=raw) as unzipped:
+                iterator = ArchiveIterator(unzipped, check_digests=False)
+                for record in iterator:
+                    row = self._row(record, iterator)
+                    last_end = (row.warc_record_offset or 0) + (row.warc_record_length or 0)
+                    emitted += 1
+                    if emitted > skip:
+                        yield row
+        except READ_ERRORS as exc:
+            yield self._file_problem("truncated_record", last_end, _one_line(exc))
+
+    def _row(self, record: Any, iterator: ArchiveIterator) -> RecordRow:
+        headers = record.rec_headers
+        record_type = (record.rec_type or "").lower()
+        url = headers.get_header("WARC-Target-URI")
+        content_length = _int(headers.get_header("Content-Length"))
+        row = RecordRow(
+            doc_id=None,
+            warc_path=self.warc_path,
+            warc_record_offset=None,
+            warc_record_length=None,
+            warc_record_type=record_type,
+            warc_date=parse_warc_date(headers.get_header("WARC-Date")),
+            url=url,
+        )
+        if record_type != "response":
+            row.drop_reason = "not_response"
+            row.drop_detail = record_type or "untyped"
+        elif record.http_headers is None:
+            row.drop_reason = "not_response"
+            row.drop_detail = "no HTTP headers (e.g. dns: record)"
+        else:
+            row.http_status = _int(record.http_headers.get_statuscode())
+            mime, charset = split_content_type(record.http_headers.get_header("Content-Type"))
+            row.content_type, row.http_charset = mime, charset
+            if row.http_status != 200:
+                row.drop_reason = "http_status"
+                row.drop_detail = str(row.http_status)
+            elif content_length is not None and content_length > self.max_record_bytes:
+                row.drop_reason = "too_large"
+                row.drop_detail = f"{content_length} bytes > {self.max_record_bytes}"
+            elif mime and not mime.startswith(HTML_TYPES) and mime not in AMBIGUOUS_TYPES:
+                row.drop_reason = "non_html"
+                row.drop_detail = mime[:100]
+            else:
+                payload, error = self._read_payload(record)
+                if error is not None:
+                    row.drop_reason = "decode_error"
+                    row.drop_detail = error
+                elif len(payload) > self.max_record_bytes:
+                    row.drop_reason = "too_large"
+                    row.drop_detail = f"payload > {self.max_record_bytes} bytes"
+                else:
+                    row.payload = payload
+        # Offsets are known once the record has been consumed.
+        row.warc_record_offset = iterator.get_record_offset()
+        row.warc_record_length = iterator.get_record_length()
+        row.doc_id = make_doc_id(headers.get_header("WARC-Record-ID"), self.warc_path, row.warc_record_offset)
+        return row
+
+    def _read_payload(self, record: Any) -> tuple[bytes, str | None]:
+        """HTTP body with transfer and content encodings undone; (b"", reason) if that fails."""
+        encoding = (record.http_headers.get_header("Content-Encoding") or "").strip().lower()
+        if encoding == "br":
+            # warcio's brotli path breaks on current brotli releases (no `unused_data`): decode it here.
+            raw = record.raw_stream.read(self.max_record_bytes + 1)
+            try:
+                import brotli
+
+                return brotli.decompress(raw), None
+            except ImportError:
+                return b"", "content-encoding br: brotli is not installed"
+            except Exception:  # brotli.error; its type is not importable under one stable name
+                # Some crawlers (browsertrix) store the decoded body but keep the Content-Encoding header:
+                # hand the raw bytes on and let HTML sniffing decide.
+                return raw, None
+        try:
+            return record.content_stream().read(self.max_record_bytes + 1), None
+        except (zlib.error, OSError, ValueError, EOFError) as exc:
+            return b"", f"content-encoding {encoding or 'identity'}: {_one_line(exc)}"
+
+    def _file_problem(self, reason: str, offset: int, detail: str) -> RecordRow:
+        self.problems.append((reason, detail))
+        return RecordRow(
+            doc_id=make_doc_id(f"problem:{reason}", self.warc_path, offset),
+            warc_path=self.warc_path,
+            warc_record_offset=offset,
+            warc_record_length=None,
+            warc_record_type=None,
+            drop_reason=reason,
+            drop_detail=detail[:500],
+        )
+
+
+def _has_content_after(stream: BinaryIO, offset: int) -> bool:
+    """True if non-padding bytes follow `offset` (some writers pad files with zeros or newlines)."""
+    with stream:
+        stream.seek(offset)
+        tail = stream.read(4096)
+    return bool(tail.strip(b"\x00\r\n \t"))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]

@@ -1,0 +1,72 @@
+"""Building the Spark session: local mode by default, any cluster master by flag or environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+MASTER_ENV = "CURATE_SPARK_MASTER"
+DEFAULT_MASTER = "local[*]"
+# HTML rows are 20-30 KB: Spark's default of 10,000 rows per Arrow batch would be 200-300 MB.
+ARROW_BATCH_ROWS = 1000
+
+
+def _default_driver_memory() -> str:
+    # Local mode runs executors inside the driver JVM; leave most RAM to the Python workers (models, batches).
+    try:
+        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        total_gb = 8
+    return f"{max(1, min(8, int(total_gb // 4)))}g"
+
+
+def build_session(
+    master: str | None = None,
+    *,
+    app_name: str = "curate",
+    driver_memory: str | None = None,
+    executor_memory: str | None = None,
+    shuffle_partitions: int | None = None,
+    extra_conf: dict[str, str] | None = None,
+    verbose: bool = False,
+) -> SparkSession:
+    """A SparkSession for `master` (default: $CURATE_SPARK_MASTER, else local[*])."""
+    # Workers must run this interpreter: the PATH's python may lack pyarrow or curate itself.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    master = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
+    is_local = master.startswith("local")
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.driver.memory", driver_memory or _default_driver_memory())
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
+        .config("spark.ui.enabled", "true" if verbose else "false")
+        .config("spark.ui.showConsoleProgress", "true" if verbose else "false")
+        .config("spark.local.dir", os.environ.get("SPARK_LOCAL_DIRS", tempfile.gettempdir()))
+        # Stage output is committed by renaming a finished directory; no _SUCCESS noise is needed.
+        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        .config("spark.sql.sources.partitionOverwriteMode", "static")
+    )
+    if shuffle_partitions is None:
+        shuffle_partitions = 8 if is_local else 200
+    builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    if not is_local:
+        builder = builder.config("spark.executor.memory", executor_memory or "4g")
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    if not verbose:
+        session.sparkContext.setLogLevel("ERROR")
+    return session

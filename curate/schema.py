@@ -1,0 +1,160 @@
+"""THE Arrow schemas of curate. Every column is declared here once; Spark schemas are derived from these.
+
+Never infer a schema from data: an empty partition or a first row full of nulls would change the types.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Set by a step on the rows it rejects; the stage writer moves those rows to `_rejected/`.
+DROP_REASON = "drop_reason"
+DROP_DETAIL = "drop_detail"
+# A `drop_reason` for rows that remark on an input (e.g. a whole-file gzip WARC) without being a record:
+# listed in the manifest, never counted as records or drops.
+NOTE_REASON = "note"
+DROP_FIELDS = [pa.field(DROP_REASON, pa.string()), pa.field(DROP_DETAIL, pa.string())]
+
+
+def with_drop_fields(schema: pa.Schema) -> pa.Schema:
+    for field in DROP_FIELDS:
+        if schema.get_field_index(field.name) < 0:
+            schema = schema.append(field)
+    return schema
+
+
+def without_drop_fields(schema: pa.Schema) -> pa.Schema:
+    for name in (DROP_REASON, DROP_DETAIL):
+        index = schema.get_field_index(name)
+        if index >= 0:
+            schema = schema.remove(index)
+    return schema
+
+
+# Input of ingest: one row per WARC file (Spark distributes files, the reader step explodes records).
+WARC_FILES = pa.schema([pa.field("warc_path", pa.string(), nullable=False)])
+
+# One row per WARC record after reading, before extraction.
+WARC_RECORDS = pa.schema(
+    [
+        pa.field("doc_id", pa.string()),
+        pa.field("warc_path", pa.string()),
+        pa.field("warc_record_offset", pa.int64()),
+        pa.field("warc_record_length", pa.int64()),
+        pa.field("warc_record_type", pa.string()),
+        pa.field("warc_date", pa.timestamp("us", tz="UTC")),
+        pa.field("url", pa.string()),
+        pa.field("http_status", pa.int32()),
+        pa.field("content_type", pa.string()),
+        pa.field("http_charset", pa.string()),
+        pa.field("payload", pa.binary()),
+    ]
+)
+
+# The documents every later stage reads. Lineage (warc_*) lets any page be traced to its WARC record.
+DOCUMENTS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),  # stable across runs: hash of record id, file name, offset
+        pa.field("url", pa.string()),  # normalised
+        pa.field("host", pa.string()),
+        pa.field("registered_domain", pa.string()),
+        pa.field("warc_path", pa.string()),
+        pa.field("warc_record_offset", pa.int64()),
+        pa.field("warc_record_length", pa.int64()),
+        pa.field("warc_date", pa.timestamp("us", tz="UTC")),
+        pa.field("content_type", pa.string()),
+        pa.field("charset", pa.string()),
+        pa.field("language", pa.string()),
+        pa.field("language_score", pa.float32()),
+        pa.field("text", pa.string()),
+        pa.field("n_chars", pa.int64()),
+        pa.field("has_math_markup", pa.bool_()),
+    ]
+)
+
+# What `_rejected/` holds: enough to find the record again and know why it went.
+REJECTED = pa.schema(
+    [
+        pa.field("doc_id", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("warc_path", pa.string()),
+        pa.field("warc_record_offset", pa.int64()),
+        pa.field(DROP_REASON, pa.string(), nullable=False),
+        pa.field(DROP_DETAIL, pa.string()),
+    ]
+)
+
+# Near-dedup (issue 3).
+SIGNATURES = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("minhash", pa.list_(pa.int64())),  # uint32 values; Spark has no unsigned types
+        pa.field("n_shingles", pa.int32()),
+    ]
+)
+DUPLICATES = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("cluster_id", pa.string()),
+        pa.field("kept_doc_id", pa.string()),
+        pa.field("jaccard", pa.float32()),
+    ]
+)
+
+# Classifier scores (issue 4): a scorer only adds these columns, it never drops rows.
+SCORE_FIELDS = [pa.field("math_score", pa.float32()), pa.field("model_id", pa.string())]
+
+# Domain statistics (issue 4/7).
+DOMAIN_STATS = pa.schema(
+    [
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("pages_seen", pa.int64()),
+        pa.field("pages_collected", pa.int64()),
+        pa.field("collected_fraction", pa.float64()),
+        pa.field("flagged", pa.bool_()),
+    ]
+)
+PREFIX_STATS = pa.schema(
+    [
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("prefix", pa.string(), nullable=False),  # e.g. "mathoverflow.net/questions"
+        pa.field("pages_seen", pa.int64()),
+        pa.field("pages_collected", pa.int64()),
+        pa.field("collected_fraction", pa.float64()),
+        pa.field("sample_urls", pa.list_(pa.string())),
+        # Parallel to sample_urls: the start of each sample's text, shown by `curate annotate review`.
+        pa.field("sample_snippets", pa.list_(pa.string())),
+    ]
+)
+
+# Human annotations (issue 5): one JSONL record per line under annotations/.
+ANNOTATIONS = pa.schema(
+    [
+        pa.field("pattern", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),  # "math" | "not-math" | "removed" (tombstone)
+        pa.field("annotator", pa.string()),
+        pa.field("time", pa.string()),
+        pa.field("iteration", pa.int32()),
+        pa.field("note", pa.string()),
+    ]
+)
+
+# Decontamination hits (issue 6): every removal is explained.
+CONTAMINATION = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("benchmark", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("field", pa.string()),  # question | answer
+        pa.field("ngram", pa.string()),
+        pa.field("offset", pa.int64()),  # character offset of the match in the document text
+    ]
+)
+
+
+def spark_schema(schema: pa.Schema):  # type: ignore[no-untyped-def]
+    """The Spark StructType for an Arrow schema (imports pyspark lazily: no JVM needed to import curate)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)

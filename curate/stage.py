@@ -1,0 +1,402 @@
+"""Stages: one Parquet dataset in (or a list of files), one Parquet dataset out, plus a manifest.
+
+Layout of a stage directory:
+
+    <run>/<NN>_<stage>/part-*.parquet      kept rows
+    <run>/<NN>_<stage>/_rejected/*.parquet rows dropped, with `drop_reason` / `drop_detail`
+    <run>/<NN>_<stage>/_manifest.json      written last
+
+Everything is written into `<NN>_<stage>.tmp/` and renamed into place at the end, so a reader never sees
+a half-written stage, and an interrupted stage is simply redone. Spark and pyarrow both ignore paths
+starting with `_`, so `_rejected/` never leaks into a read of the stage.
+
+Counts come from the written data (a Spark action on the committed Parquet), never from accumulators,
+so they stay exact when Spark retries a task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+from curate.io import fs
+from curate.manifest import MANIFEST_NAME, Manifest, canonical_json, config_hash, fingerprint
+from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, REJECTED, spark_schema, without_drop_fields
+from curate.step import Step, conform, final_schema, run_steps
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+REJECTED_DIR = "_rejected"
+LOCAL_ROWS_PER_FILE = 50_000
+LOCAL_BATCH_ROWS = 1000
+
+
+@dataclass
+class RunContext:
+    """Where a run lives and how it executes. `runner` is "spark" (default) or "local" (pyarrow loop)."""
+
+    run_dir: str
+    runner: str = "spark"
+    master: str | None = None
+    force: bool = False
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    _spark: SparkSession | None = None
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            from curate.runners.spark import build_session
+
+            self._spark = build_session(self.master, extra_conf=self.spark_conf)
+        return self._spark
+
+    def use_session(self, session: SparkSession) -> RunContext:
+        self._spark = session
+        return self
+
+    def stage_dir(self, name: str) -> str:
+        return fs.join(self.run_dir, name)
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """Raw input files are identified by path and size (cheap; content hashing 1 GB WARCs is not)."""
+    entries = []
+    for path in paths:
+        size = -1
+        if fs.is_local(path):
+            try:
+                size = os.path.getsize(fs.local_path(path))
+            except OSError:
+                size = -1
+        entries.append((path, size))
+    return hashlib.sha256(canonical_json(entries).encode()).hexdigest()[:16]
+
+
+class Stage:
+    """One execution of a stage: decides whether it is already done, stages output, commits it."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        name: str,
+        *,
+        config: dict[str, Any],
+        steps: list[str],
+        inputs: list[str] | None = None,
+        input_fingerprints: list[str] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.config = config
+        self.steps = steps
+        self.inputs = inputs or []
+        self.path = ctx.stage_dir(name)
+        self.tmp_path = self.path + ".tmp"
+        fingerprints = list(input_fingerprints or [])
+        self.input_records: list[dict[str, str]] = []
+        for input_dir in self.inputs:
+            upstream = read_stage_manifest(input_dir)
+            if upstream is None:
+                raise CurateError(f"stage {name} needs {input_dir}, which has not finished: run that stage first")
+            fingerprints.append(upstream.fingerprint)
+            self.input_records.append({"path": input_dir, "fingerprint": upstream.fingerprint})
+        self.config_hash = config_hash(config, steps)
+        self.fingerprint = fingerprint(self.config_hash, fingerprints)
+        self._started = 0.0
+
+    def finished(self) -> Manifest | None:
+        """The committed manifest if this exact stage (config, steps, inputs) already ran."""
+        if self.ctx.force:
+            return None
+        manifest = read_stage_manifest(self.path)
+        if manifest is not None and manifest.fingerprint == self.fingerprint:
+            return manifest
+        return None
+
+    def begin(self) -> None:
+        self._started = time.monotonic()
+        fs.remove_tree(self.tmp_path)
+        fs.make_dirs(self.tmp_path.rsplit("/", 1)[0])
+
+    def commit(
+        self,
+        *,
+        rows_in: int,
+        rows_out: int,
+        drops: dict[str, int],
+        problems: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Manifest:
+        drops = dict(drops)
+        notes = drops.pop(NOTE_REASON, 0)
+        if notes:
+            extra = {**(extra or {}), "notes": notes}
+        manifest = Manifest(
+            stage=self.name,
+            fingerprint=self.fingerprint,
+            config_hash=self.config_hash,
+            config=self.config,
+            steps=self.steps,
+            inputs=self.input_records,
+            rows_in=rows_in,
+            rows_out=rows_out,
+            drops=dict(sorted(drops.items())),
+            runner=self.ctx.runner if self.ctx.runner == "local" else f"spark:{self.ctx.master or 'default'}",
+            wall_seconds=round(time.monotonic() - self._started, 3),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            problems=problems or [],
+            extra=extra or {},
+        )
+        if not fs.exists(self.tmp_path):
+            fs.make_dirs(self.tmp_path)
+        fs.write_text(fs.join(self.tmp_path, MANIFEST_NAME), manifest.to_json())
+        if fs.exists(self.path):
+            fs.remove_tree(self.path)
+        fs.rename(self.tmp_path, self.path)
+        return manifest
+
+
+def read_stage_manifest(stage_dir: str) -> Manifest | None:
+    import json
+
+    text = fs.read_text(fs.join(stage_dir, MANIFEST_NAME))
+    if text is None:
+        return None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        log.warning("ignoring unreadable manifest in %s", stage_dir)
+        return None
+    if payload.get("status") != "complete":
+        return None
+    return Manifest.from_dict(payload)
+
+
+# --- writing a stage's output -------------------------------------------------------------------------
+
+
+def _rejected_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in REJECTED if f.name in schema.names]
+
+
+def write_spark_output(stage: Stage, df: DataFrame) -> tuple[int, dict[str, int]]:
+    """Write a DataFrame that carries drop columns: kept rows to the stage, dropped rows to `_rejected/`.
+
+    Returns (rows_out, drops by reason), both counted from the written Parquet.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    if DROP_REASON not in df.columns:
+        df = df.withColumn(DROP_REASON, F.lit(None).cast("string")).withColumn(DROP_DETAIL, F.lit(None).cast("string"))
+    # Two writes read the same rows; keep them so the (deterministic) steps run once per row.
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        kept = df.filter(F.col(DROP_REASON).isNull()).drop(DROP_REASON, DROP_DETAIL)
+        rejected = df.filter(F.col(DROP_REASON).isNotNull())
+        rejected_types = {f.name: f.dataType for f in spark_schema(REJECTED).fields}
+        rejected = rejected.select(
+            *[
+                (F.col(name) if name in df.columns else F.lit(None)).cast(rejected_types[name]).alias(name)
+                for name in REJECTED.names
+            ]
+        )
+        kept.write.mode("overwrite").option("compression", "zstd").parquet(fs.to_uri(stage.tmp_path))
+        rejected_path = fs.join(stage.tmp_path, REJECTED_DIR)
+        rejected.write.mode("overwrite").option("compression", "zstd").parquet(fs.to_uri(rejected_path))
+    finally:
+        df.unpersist()
+    rows_out = spark.read.parquet(fs.to_uri(stage.tmp_path)).count()
+    drops = {
+        row[DROP_REASON]: int(row["count"])
+        for row in spark.read.parquet(fs.to_uri(rejected_path)).groupBy(DROP_REASON).count().collect()
+    }
+    return rows_out, drops
+
+
+class _LocalParquetSink:
+    """Rotating Parquet files for the local runner (Spark names its own parts)."""
+
+    def __init__(self, directory: str, schema: pa.Schema, rows_per_file: int = LOCAL_ROWS_PER_FILE) -> None:
+        self.directory = fs.local_path(directory)
+        self.schema = schema
+        self.rows_per_file = rows_per_file
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._file_rows = 0
+        self._file_index = 0
+        fs.make_dirs(self.directory)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self._writer is None or self._file_rows >= self.rows_per_file:
+            self._open_next()
+        assert self._writer is not None
+        self._writer.write_batch(batch)
+        self._file_rows += batch.num_rows
+        self.rows += batch.num_rows
+
+    def _open_next(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        path = fs.join(self.directory, f"part-{self._file_index:05d}.parquet")
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self._file_index += 1
+        self._file_rows = 0
+
+    def close(self) -> None:
+        if self._writer is None:
+            self._open_next()  # an empty dataset still has a file carrying its schema
+        assert self._writer is not None
+        self._writer.close()
+
+
+def write_local_output(stage: Stage, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> tuple[int, dict[str, int]]:
+    """Local counterpart of `write_spark_output` for batches carrying drop columns."""
+    kept_schema = without_drop_fields(schema)
+    kept_sink = _LocalParquetSink(stage.tmp_path, kept_schema)
+    rejected_sink = _LocalParquetSink(fs.join(stage.tmp_path, REJECTED_DIR), REJECTED)
+    drops: dict[str, int] = {}
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        if DROP_REASON not in batch.schema.names:
+            kept_sink.write(conform(batch, kept_schema))
+            continue
+        dropped_mask = pc.is_valid(batch.column(DROP_REASON))
+        kept_sink.write(conform(batch.filter(pc.invert(dropped_mask)), kept_schema))
+        dropped = batch.filter(dropped_mask)
+        if dropped.num_rows:
+            rejected_sink.write(conform(dropped, REJECTED))
+            for reason, count in zip(*_value_counts(dropped.column(DROP_REASON)), strict=True):
+                drops[reason] = drops.get(reason, 0) + count
+    kept_sink.close()
+    rejected_sink.close()
+    return kept_sink.rows, drops
+
+
+def _value_counts(array: pa.Array) -> tuple[list[str], list[int]]:
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(array)
+    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+
+
+# --- running a chain of steps as a stage --------------------------------------------------------------
+
+
+class _StepsFunction:
+    """The picklable body of `mapInArrow`: the same `run_steps` the local runner calls."""
+
+    def __init__(self, steps: list[Step], input_schema: pa.Schema) -> None:
+        self.steps = steps
+        self.input_schema = input_schema
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from run_steps(self.steps, batches, self.input_schema)
+
+
+def read_dataset_batches(path: str, batch_rows: int = LOCAL_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Batches of a stage's Parquet dataset in a deterministic order (file name, then row order)."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(fs.local_path(path), format="parquet", ignore_prefixes=[".", "_"])
+    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
+        yield from fragment.to_batches(batch_size=batch_rows)
+
+
+def run_step_stage(
+    ctx: RunContext,
+    name: str,
+    steps: list[Step],
+    *,
+    input_schema: pa.Schema,
+    source_stage: str | None = None,
+    source_files: list[str] | None = None,
+    config: dict[str, Any] | None = None,
+    accounting: Callable[[Stage], tuple[list[dict[str, Any]], dict[str, Any]]] | None = None,
+    rows_in: Callable[[int, dict[str, int]], int] | None = None,
+) -> Manifest:
+    """Run row-local `steps` over a previous stage's dataset (or over raw files) and commit the stage.
+
+    `accounting(stage)` may add problems and extra manifest fields from the staged output (e.g. per-file
+    counts for ingest). `rows_in` computes the records-in figure when it is not the input row count.
+    """
+    step_names = [step.name for step in steps]
+    full_config = {"steps": {step.name: step.config() for step in steps}, **(config or {})}
+    input_fps = [files_fingerprint(source_files)] if source_files is not None else []
+    stage = Stage(
+        ctx,
+        name,
+        config=full_config,
+        steps=step_names,
+        inputs=[source_stage] if source_stage else [],
+        input_fingerprints=input_fps,
+    )
+    done = stage.finished()
+    if done is not None:
+        log.info("stage %s already finished (fingerprint %s): skipped", name, done.fingerprint)
+        return done
+    stage.begin()
+    out_schema = final_schema(steps, input_schema)
+    if ctx.runner == "local":
+        if source_files is not None:
+            batches: Iterable[pa.RecordBatch] = (
+                pa.RecordBatch.from_pydict({"warc_path": [path]}, schema=input_schema) for path in source_files
+            )
+            n_input = len(source_files)
+        else:
+            assert source_stage is not None
+            batches = read_dataset_batches(source_stage)
+            n_input = _local_count(source_stage)
+        rows_out, drops = write_local_output(stage, run_steps(steps, batches, input_schema), out_schema)
+    else:
+        spark = ctx.spark
+        if source_files is not None:
+            n_input = len(source_files)
+            # One partition per file: a WARC file is the unit of parallelism and of failure.
+            rdd = spark.sparkContext.parallelize([(path,) for path in source_files], max(1, n_input))
+            df = spark.createDataFrame(rdd, spark_schema(input_schema))
+        else:
+            assert source_stage is not None
+            df = spark.read.parquet(fs.to_uri(source_stage))
+            n_input = df.count()
+        out = df.mapInArrow(_StepsFunction(steps, input_schema), spark_schema(out_schema))
+        rows_out, drops = write_spark_output(stage, out)
+    problems, extra = accounting(stage) if accounting else ([], {})
+    records_in = rows_in(rows_out, drops) if rows_in else n_input
+    return stage.commit(rows_in=records_in, rows_out=rows_out, drops=drops, problems=problems, extra=extra)
+
+
+def _local_count(stage_dir: str) -> int:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(fs.local_path(stage_dir), format="parquet", ignore_prefixes=[".", "_"]).count_rows()
+
+
+def read_stage_table(stage_dir: str, columns: list[str] | None = None) -> pa.Table:
+    """A finished stage's kept rows as one Arrow table (local paths; small datasets and tests)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(fs.local_path(stage_dir), format="parquet", ignore_prefixes=[".", "_"]).to_table(columns=columns)
+
+
+def read_rejected_table(stage_dir: str) -> pa.Table:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(fs.local_path(fs.join(stage_dir, REJECTED_DIR)), format="parquet").to_table()
