@@ -192,24 +192,56 @@ def _rejected_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in REJECTED if f.name in schema.names]
 
 
-def write_spark_output(stage: Stage, df: DataFrame) -> tuple[int, dict[str, int]]:
+@dataclass
+class OutputCounts:
+    """Row counts of a stage's output by `drop_reason` (None = kept) and optional extra keys."""
+
+    groups: list[dict[str, Any]]
+    keys: list[str]
+    # Rejected rows whose reason was asked for in `collect_reasons` (file-level problems, notes).
+    collected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows_out(self) -> int:
+        return sum(g["count"] for g in self.groups if g[DROP_REASON] is None)
+
+    @property
+    def drops(self) -> dict[str, int]:
+        drops: dict[str, int] = {}
+        for group in self.groups:
+            reason = group[DROP_REASON]
+            if reason is not None:
+                drops[reason] = drops.get(reason, 0) + group["count"]
+        return drops
+
+
+def write_spark_output(
+    stage: Stage, df: DataFrame, *, count_by: tuple[str, ...] = (), collect_reasons: tuple[str, ...] = ()
+) -> OutputCounts:
     """Write a DataFrame that carries drop columns: kept rows to the stage, dropped rows to `_rejected/`.
 
-    Returns (rows_out, drops by reason), both counted from the written Parquet.
+    Counts are one aggregation over the persisted rows: an action on materialised data, exact under task
+    retries (accumulators are not), and the same rows the two writes then store.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    spark = df.sparkSession
     if DROP_REASON not in df.columns:
         df = df.withColumn(DROP_REASON, F.lit(None).cast("string")).withColumn(DROP_DETAIL, F.lit(None).cast("string"))
-    # Two writes read the same rows; keep them so the (deterministic) steps run once per row.
+    # The count and both writes read the same rows; persist so the (deterministic) steps run once per row.
     df = df.persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        keys = [*count_by, DROP_REASON]
+        groups = [row.asDict() for row in df.groupBy(*keys).count().collect()]
+        collected: list[dict[str, Any]] = []
+        if collect_reasons:
+            wanted = [c for c in REJECTED.names if c in df.columns]
+            collected = [
+                row.asDict() for row in df.filter(F.col(DROP_REASON).isin(*collect_reasons)).select(*wanted).collect()
+            ]
         kept = df.filter(F.col(DROP_REASON).isNull()).drop(DROP_REASON, DROP_DETAIL)
-        rejected = df.filter(F.col(DROP_REASON).isNotNull())
         rejected_types = {f.name: f.dataType for f in spark_schema(REJECTED).fields}
-        rejected = rejected.select(
+        rejected = df.filter(F.col(DROP_REASON).isNotNull()).select(
             *[
                 (F.col(name) if name in df.columns else F.lit(None)).cast(rejected_types[name]).alias(name)
                 for name in REJECTED.names
@@ -217,15 +249,10 @@ def write_spark_output(stage: Stage, df: DataFrame) -> tuple[int, dict[str, int]
         )
         kept.write.mode("overwrite").option("compression", "zstd").parquet(fs.to_uri(stage.tmp_path))
         rejected_path = fs.join(stage.tmp_path, REJECTED_DIR)
-        rejected.write.mode("overwrite").option("compression", "zstd").parquet(fs.to_uri(rejected_path))
+        rejected.coalesce(1).write.mode("overwrite").option("compression", "zstd").parquet(fs.to_uri(rejected_path))
     finally:
         df.unpersist()
-    rows_out = spark.read.parquet(fs.to_uri(stage.tmp_path)).count()
-    drops = {
-        row[DROP_REASON]: int(row["count"])
-        for row in spark.read.parquet(fs.to_uri(rejected_path)).groupBy(DROP_REASON).count().collect()
-    }
-    return rows_out, drops
+    return OutputCounts(groups=groups, keys=keys, collected=collected)
 
 
 class _LocalParquetSink:
@@ -266,35 +293,42 @@ class _LocalParquetSink:
         self._writer.close()
 
 
-def write_local_output(stage: Stage, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> tuple[int, dict[str, int]]:
+def write_local_output(
+    stage: Stage,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    count_by: tuple[str, ...] = (),
+    collect_reasons: tuple[str, ...] = (),
+) -> OutputCounts:
     """Local counterpart of `write_spark_output` for batches carrying drop columns."""
+    import pyarrow.compute as pc
+
     kept_schema = without_drop_fields(schema)
     kept_sink = _LocalParquetSink(stage.tmp_path, kept_schema)
     rejected_sink = _LocalParquetSink(fs.join(stage.tmp_path, REJECTED_DIR), REJECTED)
-    drops: dict[str, int] = {}
-    import pyarrow.compute as pc
-
+    keys = [*count_by, DROP_REASON]
+    counts: dict[tuple[Any, ...], int] = {}
+    collected: list[dict[str, Any]] = []
     for batch in batches:
         if DROP_REASON not in batch.schema.names:
-            kept_sink.write(conform(batch, kept_schema))
-            continue
+            batch = conform(batch, schema)
+        grouped = pa.Table.from_batches([batch.select(keys)]).group_by(keys).aggregate([([], "count_all")])
+        for row in grouped.to_pylist():
+            key = tuple(row[k] for k in keys)
+            counts[key] = counts.get(key, 0) + row["count_all"]
         dropped_mask = pc.is_valid(batch.column(DROP_REASON))
         kept_sink.write(conform(batch.filter(pc.invert(dropped_mask)), kept_schema))
         dropped = batch.filter(dropped_mask)
         if dropped.num_rows:
             rejected_sink.write(conform(dropped, REJECTED))
-            for reason, count in zip(*_value_counts(dropped.column(DROP_REASON)), strict=True):
-                drops[reason] = drops.get(reason, 0) + count
+            if collect_reasons:
+                wanted = dropped.filter(pc.is_in(dropped.column(DROP_REASON), pa.array(collect_reasons)))
+                collected.extend(conform(wanted, REJECTED).to_pylist())
     kept_sink.close()
     rejected_sink.close()
-    return kept_sink.rows, drops
-
-
-def _value_counts(array: pa.Array) -> tuple[list[str], list[int]]:
-    import pyarrow.compute as pc
-
-    counts = pc.value_counts(array)
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+    groups = [{**dict(zip(keys, key, strict=True)), "count": n} for key, n in counts.items()]
+    return OutputCounts(groups=groups, keys=keys, collected=collected)
 
 
 # --- running a chain of steps as a stage --------------------------------------------------------------
@@ -329,13 +363,16 @@ def run_step_stage(
     source_stage: str | None = None,
     source_files: list[str] | None = None,
     config: dict[str, Any] | None = None,
-    accounting: Callable[[Stage], tuple[list[dict[str, Any]], dict[str, Any]]] | None = None,
-    rows_in: Callable[[int, dict[str, int]], int] | None = None,
+    count_by: tuple[str, ...] = (),
+    collect_reasons: tuple[str, ...] = (),
+    accounting: Callable[[OutputCounts], tuple[list[dict[str, Any]], dict[str, Any]]] | None = None,
+    rows_in: Callable[[OutputCounts], int] | None = None,
 ) -> Manifest:
     """Run row-local `steps` over a previous stage's dataset (or over raw files) and commit the stage.
 
-    `accounting(stage)` may add problems and extra manifest fields from the staged output (e.g. per-file
-    counts for ingest). `rows_in` computes the records-in figure when it is not the input row count.
+    `accounting(counts)` turns the output counts (grouped by `count_by` and reason, plus the collected rows
+    of `collect_reasons`) into problems and extra manifest fields. `rows_in(counts)` computes the records-in
+    figure when it is not the input row count.
     """
     step_names = [step.name for step in steps]
     full_config = {"steps": {step.name: step.config() for step in steps}, **(config or {})}
@@ -354,6 +391,7 @@ def run_step_stage(
         return done
     stage.begin()
     out_schema = final_schema(steps, input_schema)
+    options = {"count_by": count_by, "collect_reasons": collect_reasons}
     if ctx.runner == "local":
         if source_files is not None:
             batches: Iterable[pa.RecordBatch] = (
@@ -364,7 +402,7 @@ def run_step_stage(
             assert source_stage is not None
             batches = read_dataset_batches(source_stage)
             n_input = _local_count(source_stage)
-        rows_out, drops = write_local_output(stage, run_steps(steps, batches, input_schema), out_schema)
+        counts = write_local_output(stage, run_steps(steps, batches, input_schema), out_schema, **options)
     else:
         spark = ctx.spark
         if source_files is not None:
@@ -375,12 +413,24 @@ def run_step_stage(
         else:
             assert source_stage is not None
             df = spark.read.parquet(fs.to_uri(source_stage))
-            n_input = df.count()
+            n_input = count_rows(ctx, source_stage)
         out = df.mapInArrow(_StepsFunction(steps, input_schema), spark_schema(out_schema))
-        rows_out, drops = write_spark_output(stage, out)
-    problems, extra = accounting(stage) if accounting else ([], {})
-    records_in = rows_in(rows_out, drops) if rows_in else n_input
-    return stage.commit(rows_in=records_in, rows_out=rows_out, drops=drops, problems=problems, extra=extra)
+        counts = write_spark_output(stage, out, **options)
+    problems, extra = accounting(counts) if accounting else ([], {})
+    records_in = rows_in(counts) if rows_in else n_input
+    return stage.commit(
+        rows_in=records_in, rows_out=counts.rows_out, drops=counts.drops, problems=problems, extra=extra
+    )
+
+
+def count_rows(ctx: RunContext, stage_dir: str) -> int:
+    """Rows of a finished stage, from its manifest (no scan)."""
+    manifest = read_stage_manifest(stage_dir)
+    if manifest is not None:
+        return manifest.rows_out
+    if ctx.runner == "local":
+        return _local_count(stage_dir)
+    return int(ctx.spark.read.parquet(fs.to_uri(stage_dir)).count())
 
 
 def _local_count(stage_dir: str) -> int:

@@ -107,7 +107,9 @@ def _split_dropped(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatc
         return batch, None
     dropped_mask = pc.is_valid(batch.column(index))
     if not pc.any(dropped_mask).as_py():
-        return batch.drop_columns([DROP_REASON, DROP_DETAIL] if DROP_DETAIL in batch.schema.names else [DROP_REASON]), None
+        return batch.drop_columns(
+            [DROP_REASON, DROP_DETAIL] if DROP_DETAIL in batch.schema.names else [DROP_REASON]
+        ), None
     kept = batch.filter(pc.invert(dropped_mask))
     dropped = batch.filter(dropped_mask)
     drop_names = [n for n in (DROP_REASON, DROP_DETAIL) if n in kept.schema.names]
@@ -141,16 +143,10 @@ def run_steps(
         yield dropped_batches.pop(0)
 
 
-def mark_dropped(
-    batch: pa.RecordBatch, mask: pa.Array, reason: str, detail: pa.Array | None = None
-) -> pa.RecordBatch:
+def mark_dropped(batch: pa.RecordBatch, mask: pa.Array, reason: str, detail: pa.Array | None = None) -> pa.RecordBatch:
     """Set `drop_reason` to `reason` where `mask` is true, keeping any earlier reason."""
-    reasons = (
-        batch.column(DROP_REASON) if DROP_REASON in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
-    )
-    details = (
-        batch.column(DROP_DETAIL) if DROP_DETAIL in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
-    )
+    reasons = batch.column(DROP_REASON) if DROP_REASON in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
+    details = batch.column(DROP_DETAIL) if DROP_DETAIL in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
     new_reasons = pc.if_else(pc.and_(mask, pc.is_null(reasons)), pa.scalar(reason), reasons)
     if detail is not None:
         details = pc.if_else(pc.and_(mask, pc.is_null(details)), detail, details)

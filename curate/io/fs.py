@@ -46,7 +46,7 @@ def _hadoop(path: str) -> tuple[Any, Any]:
     session = SparkSession.getActiveSession()
     if session is None:
         raise RuntimeError(f"{path}: a non-local path needs an active Spark session (Hadoop filesystem layer)")
-    jvm = session.sparkContext._jvm
+    jvm: Any = session.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     return hpath.getFileSystem(session.sparkContext._jsc.hadoopConfiguration()), hpath
 
@@ -98,7 +98,7 @@ def read_text(path: str) -> str | None:
     try:
         from pyspark.sql import SparkSession
 
-        jvm = SparkSession.getActiveSession().sparkContext._jvm  # type: ignore[union-attr]
+        jvm: Any = SparkSession.getActiveSession().sparkContext._jvm  # type: ignore[union-attr]
         return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
     finally:
         stream.close()

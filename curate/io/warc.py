@@ -101,7 +101,7 @@ def split_content_type(header: str | None) -> tuple[str, str | None]:
 
 def _open(path: str) -> BinaryIO:
     if fs.is_local(path):
-        return open(fs.local_path(path), "rb")  # noqa: SIM115 - closed by the caller
+        return open(fs.local_path(path), "rb")
     raise ValueError(f"{path}: remote WARC paths are read through Spark's binaryFile source")
 
 

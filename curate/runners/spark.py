@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def build_session(
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
+        # INT96 (Spark's default) reads back as naive nanoseconds elsewhere; micros + UTC is what pyarrow writes.
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.python.worker.reuse", "true")
         .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
         .config("spark.ui.enabled", "true" if verbose else "false")
@@ -64,6 +67,11 @@ def build_session(
     builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
     if not is_local:
         builder = builder.config("spark.executor.memory", executor_memory or "4g")
+    if not verbose:
+        quiet = Path(__file__).with_name("log4j2-quiet.properties").as_uri()
+        java_options = f"-Dlog4j2.configurationFile={quiet}"
+        builder = builder.config("spark.driver.extraJavaOptions", java_options)
+        builder = builder.config("spark.executor.extraJavaOptions", java_options)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()

@@ -15,13 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.io import fs
 from curate.io.warc import DEFAULT_MAX_RECORD_BYTES
 from curate.manifest import Manifest
 from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, WARC_FILES
-from curate.stage import REJECTED_DIR, RunContext, Stage, run_step_stage, write_local_output
+from curate.stage import (
+    OutputCounts,
+    RunContext,
+    Stage,
+    count_rows,
+    run_step_stage,
+    write_local_output,
+    write_spark_output,
+)
 from curate.step import Step
 from curate.steps.extract import ExtractStep
 from curate.steps.language import LanguageStep
@@ -49,59 +56,33 @@ def ingest_steps(config: IngestConfig) -> list[Step]:
     ]
 
 
-def _group_counts(ctx: RunContext, path: str, keys: list[str]) -> list[dict[str, Any]]:
-    """Row counts of a Parquet dataset grouped by `keys`, computed where the data lives."""
-    if ctx.runner == "local":
-        import pyarrow.dataset as ds
-
-        table = ds.dataset(fs.local_path(path), format="parquet", ignore_prefixes=[".", "_"]).to_table(
-            columns=keys
-        )
-        grouped = table.group_by(keys).aggregate([([], "count_all")])
-        return [{**row, "count": row.pop("count_all")} for row in grouped.to_pylist()]
-    rows = ctx.spark.read.parquet(fs.to_uri(path)).groupBy(*keys).count().collect()
-    return [row.asDict() for row in rows]
-
-
-def _per_file_accounting(ctx: RunContext, stage: Stage) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _per_file_accounting(counts: OutputCounts) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     per_file: dict[str, dict[str, Any]] = {}
-
-    def entry(path: str) -> dict[str, Any]:
-        return per_file.setdefault(path, {"records": 0, "documents": 0, "drops": {}})
-
-    for row in _group_counts(ctx, stage.tmp_path, ["warc_path"]):
-        item = entry(row["warc_path"])
-        item["documents"] += row["count"]
-        item["records"] += row["count"]
-    rejected_path = fs.join(stage.tmp_path, REJECTED_DIR)
-    for row in _group_counts(ctx, rejected_path, ["warc_path", DROP_REASON]):
-        item = entry(row["warc_path"])
-        if row[DROP_REASON] != NOTE_REASON:
-            item["drops"][row[DROP_REASON]] = item["drops"].get(row[DROP_REASON], 0) + row["count"]
-            item["records"] += row["count"]
-    problems = _file_problems(ctx, rejected_path)
-    return problems, {"per_file": dict(sorted(per_file.items()))}
-
-
-def _file_problems(ctx: RunContext, rejected_path: str) -> list[dict[str, Any]]:
-    columns = ["warc_path", "warc_record_offset", DROP_REASON, DROP_DETAIL]
-    if ctx.runner == "local":
-        import pyarrow.dataset as ds
-
-        table = ds.dataset(fs.local_path(rejected_path), format="parquet").to_table(columns=columns)
-        rows = table.filter(pc.is_in(table[DROP_REASON], pa.array(FILE_PROBLEMS))).to_pylist()
-    else:
-        from pyspark.sql import functions as F
-
-        df = ctx.spark.read.parquet(fs.to_uri(rejected_path)).select(*columns)
-        rows = [r.asDict() for r in df.filter(F.col(DROP_REASON).isin(*FILE_PROBLEMS)).collect()]
-    return sorted(
+    for group in counts.groups:
+        item = per_file.setdefault(group["warc_path"], {"records": 0, "documents": 0, "drops": {}})
+        reason = group[DROP_REASON]
+        if reason == NOTE_REASON:
+            continue
+        item["records"] += group["count"]
+        if reason is None:
+            item["documents"] += group["count"]
+        else:
+            item["drops"][reason] = item["drops"].get(reason, 0) + group["count"]
+    for item in per_file.values():
+        item["drops"] = dict(sorted(item["drops"].items()))
+    problems = sorted(
         (
-            {"file": r["warc_path"], "reason": r[DROP_REASON], "offset": r["warc_record_offset"], "detail": r[DROP_DETAIL]}
-            for r in rows
+            {
+                "file": row["warc_path"],
+                "reason": row[DROP_REASON],
+                "offset": row["warc_record_offset"],
+                "detail": row[DROP_DETAIL],
+            }
+            for row in counts.collected
         ),
         key=lambda p: (p["file"], p["offset"] or 0, p["reason"]),
     )
+    return problems, {"per_file": dict(sorted(per_file.items()))}
 
 
 def run_extract(ctx: RunContext, warc_paths: list[str], config: IngestConfig | None = None) -> Manifest:
@@ -112,9 +93,11 @@ def run_extract(ctx: RunContext, warc_paths: list[str], config: IngestConfig | N
         ingest_steps(config),
         input_schema=WARC_FILES,
         source_files=warc_paths,
-        accounting=lambda stage: _per_file_accounting(ctx, stage),
+        count_by=("warc_path",),
+        collect_reasons=FILE_PROBLEMS,
+        accounting=_per_file_accounting,
         # Records are counted from the output itself: each record is exactly one kept or dropped row.
-        rows_in=lambda rows_out, drops: rows_out + sum(n for reason, n in drops.items() if reason != NOTE_REASON),
+        rows_in=lambda counts: counts.rows_out + sum(n for r, n in counts.drops.items() if r != NOTE_REASON),
     )
 
 
@@ -138,16 +121,12 @@ def run_url_dedup(ctx: RunContext) -> Manifest:
         import pyarrow.dataset as ds
 
         table = ds.dataset(fs.local_path(source), format="parquet", ignore_prefixes=[".", "_"]).to_table()
-        rows_in = table.num_rows
         flagged = _flag_url_duplicates_local(table)
-        rows_out, drops = write_local_output(stage, flagged.to_batches(max_chunksize=1000), flagged.schema)
+        counts = write_local_output(stage, flagged.to_batches(max_chunksize=1000), flagged.schema)
     else:
         df = ctx.spark.read.parquet(fs.to_uri(source))
-        rows_in = df.count()
-        from curate.stage import write_spark_output
-
-        rows_out, drops = write_spark_output(stage, _flag_url_duplicates_spark(df))
-    return stage.commit(rows_in=rows_in, rows_out=rows_out, drops=drops)
+        counts = write_spark_output(stage, _flag_url_duplicates_spark(df))
+    return stage.commit(rows_in=count_rows(ctx, source), rows_out=counts.rows_out, drops=counts.drops)
 
 
 def _flag_url_duplicates_local(table: pa.Table) -> pa.Table:
@@ -188,5 +167,3 @@ def _flag_url_duplicates_spark(df: Any) -> Any:
 
 def run_ingest(ctx: RunContext, warc_paths: list[str], config: IngestConfig | None = None) -> list[Manifest]:
     return [run_extract(ctx, warc_paths, config), run_url_dedup(ctx)]
-
-

@@ -93,12 +93,12 @@ def decode_html(payload: bytes, http_charset: str | None) -> tuple[str, str]:
                 break
     tried: list[str] = []
     for label in (http_charset, meta_charset(payload), "utf-8"):
-        codec = _codec(label)
-        if codec is None or codec in tried:
+        candidate = _codec(label)
+        if candidate is None or candidate in tried:
             continue
-        tried.append(codec)
+        tried.append(candidate)
         try:
-            return payload.decode(codec), codec
+            return payload.decode(candidate), candidate
         except UnicodeDecodeError:
             continue
     from resiliparse.parse.encoding import detect_encoding

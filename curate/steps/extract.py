@@ -6,13 +6,22 @@ from typing import Any
 
 import pyarrow as pa
 
+from curate.io.warc import HTML_TYPES
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, with_drop_fields
 from curate.step import Step
 from curate.steps.decode import DecodeFailed, NotHtml, decode_html, sniff_html
-from curate.io.warc import HTML_TYPES
 
-_PASSTHROUGH = ("doc_id", "url", "host", "registered_domain", "warc_path", "warc_record_offset",
-                "warc_record_length", "warc_date", "content_type")
+_PASSTHROUGH = (
+    "doc_id",
+    "url",
+    "host",
+    "registered_domain",
+    "warc_path",
+    "warc_record_offset",
+    "warc_record_length",
+    "warc_date",
+    "content_type",
+)
 
 
 class ExtractStep(Step):

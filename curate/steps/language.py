@@ -27,7 +27,8 @@ class LanguageStep(Step):
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         identifier = worker_cached("py3langid", _identifier)
-        languages, scores = [], []
+        languages: list[str | None] = []
+        scores: list[float | None] = []
         for text in batch.column("text").to_pylist():
             sample = (text or "")[:SAMPLE_CHARS]
             if not sample.strip():

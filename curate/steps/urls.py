@@ -91,7 +91,10 @@ class NormalizeUrlStep(Step):
         return input_schema
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        urls, hosts, domains, errors = [], [], [], []
+        urls: list[str | None] = []
+        hosts: list[str | None] = []
+        domains: list[str | None] = []
+        errors: list[str | None] = []
         for raw in batch.column("url").to_pylist():
             try:
                 url = normalize_url(raw or "")
@@ -110,5 +113,3 @@ class NormalizeUrlStep(Step):
         out = out.append_column("registered_domain", pa.array(domains, pa.string()))
         error_array = pa.array(errors, pa.string())
         return mark_dropped(out, pc.is_valid(error_array), "bad_url", error_array)
-
-
