@@ -1,0 +1,85 @@
+"""Seed expansion: uncollected pages under URL patterns a person annotated as math join the next seed.
+
+DeepSeekMath (section 2.1): "webpages linked to these URLs, yet uncollected, will be added to the seed
+corpus". Pages under a not-math pattern never join, even when a broader math pattern covers them: the
+annotation matcher resolves the longest pattern first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.io import fs
+from curate.manifest import Manifest, canonical_json
+from curate.schema import spark_schema, with_drop_fields
+from curate.stage import RunContext, Stage, _StepsFunction, write_spark_output
+from curate.step import Step, mark_dropped
+
+SEED_STEP = "seed_expansion_v1"
+
+
+class SeedMatchStep(Step):
+    """Keeps rows whose URL falls under a math pattern and that were not collected (`collected` column)."""
+
+    name = SEED_STEP
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        super().__init__()
+        self.labels = labels
+        self._matcher: Any = None
+        self._unpicklable = ("_matcher",)
+
+    def setup(self) -> None:
+        from curate.annotate.patterns import PatternMatcher
+
+        self._matcher = PatternMatcher(self.labels)
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        return input_schema.remove(input_schema.get_field_index("collected"))
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        labels = self._matcher.label_array(batch.column("url"))
+        collected = pc.fill_null(batch.column("collected"), False)
+        batch = batch.drop_columns(["collected"])
+        batch = mark_dropped(batch, collected, "already_collected")
+        batch = mark_dropped(batch, pc.equal(pc.fill_null(labels, ""), "not-math"), "not_math_pattern")
+        return mark_dropped(batch, pc.invert(pc.equal(pc.fill_null(labels, ""), "math")), "no_math_pattern")
+
+
+def labels_digest(labels: dict[str, str]) -> str:
+    return hashlib.sha256(canonical_json(labels).encode()).hexdigest()[:16]
+
+
+def run_seed_expansion(
+    ctx: RunContext, name: str, scored_stage: str, selected_stage: str, labels: dict[str, str]
+) -> Manifest:
+    from pyspark.sql import functions as F
+
+    stage = Stage(
+        ctx,
+        name,
+        config={"annotations": labels_digest(labels), "patterns": len(labels)},
+        steps=[SEED_STEP],
+        inputs=[scored_stage, selected_stage],
+    )
+    done = stage.finished()
+    if done is not None:
+        return done
+    stage.begin()
+    spark = ctx.spark
+    scored = spark.read.parquet(fs.to_uri(scored_stage))
+    selected = spark.read.parquet(fs.to_uri(selected_stage)).select("doc_id", F.lit(True).alias("collected"))
+    joined = scored.join(selected, "doc_id", "left")
+    step = SeedMatchStep(labels)
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    input_schema = to_arrow_schema(joined.schema)
+    out_schema = with_drop_fields(step.output_schema(input_schema))
+    out = joined.mapInArrow(_StepsFunction([step], input_schema), spark_schema(out_schema))
+    counts = write_spark_output(stage, out)
+    rows_in = int(scored.count())
+    return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra={"patterns": len(labels)})
