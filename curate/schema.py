@@ -158,3 +158,47 @@ def spark_schema(schema: pa.Schema):  # type: ignore[no-untyped-def]
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(schema)
+
+
+# ======================================================================================================
+# EXPORT (issue 6/7): the released corpus, `part-NNNNN-of-MMMMM.parquet` + `manifest.json`.
+#
+# A public contract, read by people who never see this code. Columns are only ever added at the end;
+# renaming, retyping or reordering one bumps EXPORT_FORMAT_VERSION. Every column is optional at the
+# Parquet level because Spark writes them so; doc_id, url and text are never null.
+# Rows are ordered by doc_id ascending, within and across shards (doc_id is a hash, so every shard is
+# an unbiased sample of the corpus, and a doc_id is found by the shards' first/last doc_id).
+# ======================================================================================================
+EXPORT_FORMAT_VERSION = 1
+
+# Values of `decontamination`. Contaminated documents are removed by decontamination, so an export of
+# the final stage is all "clean"; exporting an earlier stage (`--stage`) can show the other two.
+DECONTAM_CLEAN = "clean"
+DECONTAM_CONTAMINATED = "contaminated"
+DECONTAM_UNCHECKED = "unchecked"
+
+
+def _described(name: str, type_: pa.DataType, description: str) -> pa.Field:
+    return pa.field(name, type_, metadata={"description": description})
+
+
+EXPORT = pa.schema(
+    [
+        _described("doc_id", pa.string(), "Stable document id (hash of WARC record id, file and offset)."),
+        _described("text", pa.string(), "Extracted text, math kept as LaTeX."),
+        _described("url", pa.string(), "Normalised URL of the page."),
+        _described("domain", pa.string(), "Registered domain (public suffix list), else host."),
+        _described("language", pa.string(), "Language code from language identification."),
+        _described("n_chars", pa.int64(), "Characters of text."),
+        _described("tokens", pa.int64(), "Token count; manifest.json `token_counter` says how it was counted."),
+        _described("math_score", pa.float32(), "Math classifier score of the model in model_id."),
+        _described("model_id", pa.string(), "Classifier that produced math_score."),
+        _described("iteration", pa.int32(), "First iteration whose selection collected the page; null: none."),
+        _described("dedup_cluster_id", pa.string(), "Near-duplicate cluster this page was kept for; null: none."),
+        _described("decontamination", pa.string(), "clean | contaminated | unchecked (benchmark n-gram check)."),
+        _described("warc_path", pa.string(), "WARC file holding the page's response record."),
+        _described("warc_record_offset", pa.int64(), "Byte offset of the record in warc_path."),
+        _described("warc_record_length", pa.int64(), "Byte length of the (compressed) record."),
+        _described("warc_date", pa.timestamp("us", tz="UTC"), "Crawl time of the record."),
+    ]
+)
