@@ -107,7 +107,7 @@ def run_owm(paths: list[Path]) -> tuple[float, int]:
     for html in htmls:
         try:
             extract_text(html, config)
-        except Exception:  # noqa: BLE001 - a failing page still costs its time; count it
+        except Exception:
             pass
     return time.perf_counter() - start, len(htmls)
 
@@ -123,8 +123,11 @@ def main() -> None:
     try:
         big = build_warcs(work / "big", args.records, args.files) if (work / "big").mkdir() is None else []
         small = build_warcs(work / "small", args.peer_records, 2) if (work / "small").mkdir() is None else []
-        print(f"input: {len(big)} WARC files, {sum(p.stat().st_size for p in big) / 2**20:.0f} MB gz; "
-              f"peer input {len(small)} files", flush=True)
+        print(
+            f"input: {len(big)} WARC files, {sum(p.stat().st_size for p in big) / 2**20:.0f} MB gz; "
+            f"peer input {len(small)} files",
+            flush=True,
+        )
 
         spark_s, spark_docs = run_curate(big, "spark", work)
         spark_rate = spark_docs / spark_s / 2
@@ -137,13 +140,17 @@ def main() -> None:
         dt_s, _ = run_datatrove(small, work, tasks=2)
         dt_docs = local_docs
         dt_rate = dt_docs / dt_s / 2
-        print(f"datatrove WarcReader->Trafilatura->JsonlWriter (2 workers): {dt_docs} docs in {dt_s:.1f} s "
-              f"= {dt_rate:.1f} docs/s per core")
+        print(
+            f"datatrove WarcReader->Trafilatura->JsonlWriter (2 workers): {dt_docs} docs in {dt_s:.1f} s "
+            f"= {dt_rate:.1f} docs/s per core"
+        )
 
         owm_s, owm_docs = run_owm(small)
         owm_rate = owm_docs / owm_s
-        print(f"openwebmath-text-extract (1 core, extraction only): {owm_docs} docs in {owm_s:.1f} s "
-              f"= {owm_rate:.1f} docs/s")
+        print(
+            f"openwebmath-text-extract (1 core, extraction only): {owm_docs} docs in {owm_s:.1f} s "
+            f"= {owm_rate:.1f} docs/s"
+        )
 
         print("\nratios (docs/s per core)")
         print(f"  curate Spark / datatrove       {spark_rate / dt_rate:6.1f}x   (target >= 8x)")

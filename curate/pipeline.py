@@ -162,7 +162,9 @@ def _parquet_parts(stage_dir: str) -> list[str]:
     return sorted(str(p) for p in root.glob("*.parquet"))
 
 
-def run_train(ctx: RunContext, name: str, config: TrainConfig, negatives_stage: str, seed_stages: list[str]) -> Manifest:
+def run_train(
+    ctx: RunContext, name: str, config: TrainConfig, negatives_stage: str, seed_stages: list[str]
+) -> Manifest:
     from curate.classify.train import train_classifier
 
     if not config.seed:
@@ -271,12 +273,16 @@ def run_pipeline(
         score = record(run_score_stage(ctx, model_path, corpus, name=f"{it}/02_math_score"))
         selected = record(run_select_stage(ctx, select_config, ctx.stage_dir(score.stage), name=f"{it}/03_math_select"))
         domains = record(
-            run_domains(ctx, f"{it}/04_domains", ctx.stage_dir(score.stage), ctx.stage_dir(selected.stage), domain_config)
+            run_domains(
+                ctx, f"{it}/04_domains", ctx.stage_dir(score.stage), ctx.stage_dir(selected.stage), domain_config
+            )
         )
         overlap = (
             _selection_overlap(ctx, ctx.stage_dir(selected.stage), previous_selection) if previous_selection else None
         )
-        result = IterationResult(k, train.extra["model_id"], selected.rows_out, overlap, None, domains.extra["flagged_domains"])
+        result = IterationResult(
+            k, train.extra["model_id"], selected.rows_out, overlap, None, domains.extra["flagged_domains"]
+        )
         iterations.append(result)
         previous_selection = ctx.stage_dir(selected.stage)
         if overlap is not None and overlap >= config.loop.stop_overlap:

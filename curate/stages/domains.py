@@ -43,7 +43,9 @@ def _path_segments_udf_free(df: Any, depth: int) -> Any:
         prefix = F.when(
             F.size(segments) >= n,
             # In the annotation pattern form: host without "www.", then the path segments.
-            F.concat_ws("/", F.regexp_replace(F.col("host"), r"^www\\.", ""), F.concat_ws("/", F.slice(segments, 1, n))),
+            F.concat_ws(
+                "/", F.regexp_replace(F.col("host"), r"^www\\.", ""), F.concat_ws("/", F.slice(segments, 1, n))
+            ),
         )
         exploded.append(prefix)
     return df.withColumn("prefix", F.explode(F.array(*exploded))).filter(F.col("prefix").isNotNull())
@@ -138,5 +140,3 @@ def run_domains(
         drops={},
         extra={"pages": n_pages, "flagged_domains": n_flagged, "top_domains": top, "key": config.key},
     )
-
-
