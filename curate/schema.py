@@ -147,10 +147,19 @@ CONTAMINATION = pa.schema(
         pa.field("benchmark", pa.string()),
         pa.field("item_id", pa.string()),
         pa.field("field", pa.string()),  # question | answer
-        pa.field("ngram", pa.string()),
+        pa.field("ngram", pa.string()),  # the document's text of the first matching n-gram
         pa.field("offset", pa.int64()),  # character offset of the match in the document text
+        pa.field("length", pa.int64()),  # characters of the whole matched passage from `offset`
+        pa.field("matched_tokens", pa.int32()),  # its length in tokens: 10 is one n-gram, 200 a whole solution
     ]
 )
+
+
+def arrow_schema_of(df) -> pa.Schema:  # type: ignore[no-untyped-def]
+    """The Arrow schema of a Spark DataFrame (timestamps in UTC, as every curate session runs)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.schema, timezone="UTC")
 
 
 def spark_schema(schema: pa.Schema):  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from curate.io import fs
 from curate.manifest import Manifest, canonical_json
-from curate.schema import spark_schema, with_drop_fields
+from curate.schema import arrow_schema_of, spark_schema, with_drop_fields
 from curate.stage import RunContext, Stage, _StepsFunction, write_spark_output
 from curate.step import Step, mark_dropped
 
@@ -75,9 +75,7 @@ def run_seed_expansion(
     selected = spark.read.parquet(fs.to_uri(selected_stage)).select("doc_id", F.lit(True).alias("collected"))
     joined = scored.join(selected, "doc_id", "left")
     step = SeedMatchStep(labels)
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    input_schema = to_arrow_schema(joined.schema)
+    input_schema = arrow_schema_of(joined)
     out_schema = with_drop_fields(step.output_schema(input_schema))
     out = joined.mapInArrow(_StepsFunction([step], input_schema), spark_schema(out_schema))
     counts = write_spark_output(stage, out)

@@ -1,0 +1,1 @@
+"""Measurements of curate's steps against ground truth (extraction fidelity, dedup quality)."""
