@@ -41,7 +41,7 @@ def build_warcs(out_dir: Path, records: int, files: int) -> list[Path]:
         if count <= 0:
             break
         path = out_dir / f"bench-{index:03d}.warc.gz"
-        write_warc(pages, path, repeat=count, repeat_offset=start)
+        write_warc(pages, path, repeat=count)
         paths.append(path)
     return paths
 

@@ -265,6 +265,7 @@ def run_pipeline(
     iterations: list[IterationResult] = []
     seed_stages: list[str] = []
     previous_selection: str | None = None
+    selected_name: str | None = None
     status, message = "complete", ""
     for k in range(1, config.loop.iterations + 1):
         it = _iteration_dir(k)
@@ -285,6 +286,7 @@ def run_pipeline(
         )
         iterations.append(result)
         previous_selection = ctx.stage_dir(selected.stage)
+        selected_name = selected.stage
         if overlap is not None and overlap >= config.loop.stop_overlap:
             status = "stopped_by_overlap"
             message = f"iteration {k}: {overlap:.1%} of the collection was already collected in iteration {k - 1}"
@@ -310,15 +312,15 @@ def run_pipeline(
         seed_stages.append(ctx.stage_dir(seed.stage))
 
     export_dir = None
-    final_stage = previous_selection
+    final_stage = selected_name
     if status != "needs_annotations":
-        if config.decontaminate.enabled and previous_selection is not None:
+        if config.decontaminate.enabled and final_stage is not None:
             from curate.stages.decontam import run_decontam_stage
 
             record(
                 run_decontam_stage(
                     ctx,
-                    previous_selection,
+                    ctx.stage_dir(final_stage),
                     name=DECONTAMINATE,
                     benchmarks=config.decontaminate.benchmarks,
                     data_root=config.decontaminate.data_root,
@@ -326,12 +328,12 @@ def run_pipeline(
                     mode=config.decontaminate.mode,
                 )
             )
-            final_stage = ctx.stage_dir(DECONTAMINATE)
+            final_stage = DECONTAMINATE
+        _write_run_file(ctx, manifests, iterations, status, final_stage, config)
         if config.export.enabled and final_stage is not None:
             from curate.stages.export import run_export
 
             export_dir = config.export.out or ctx.stage_dir("export")
-            _write_run_file(ctx, manifests, iterations, status, final_stage, config)
             run_export(
                 ctx,
                 export_dir,
@@ -350,15 +352,9 @@ def _write_run_file(
     final_stage: str | None,
     config: PipelineConfig,
 ) -> None:
-    def relative(path: str | None) -> str | None:
-        if path is None:
-            return None
-        prefix = ctx.run_dir.rstrip("/") + "/"
-        return path[len(prefix) :] if path.startswith(prefix) else path
-
     payload = {
         "stages": [m.stage for m in manifests],
-        "final_stage": relative(final_stage),
+        "final_stage": final_stage,
         "iterations": len(iterations),
         "iteration_results": [asdict(i) for i in iterations],
         "status": status,
