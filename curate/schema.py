@@ -199,7 +199,7 @@ EXPORT = pa.schema(
         _described("domain", pa.string(), "Registered domain (public suffix list), else host."),
         _described("language", pa.string(), "Language code from language identification."),
         _described("n_chars", pa.int64(), "Characters of text."),
-        _described("tokens", pa.int64(), "Token count; manifest.json `token_counter` says how it was counted."),
+        _described("tokens", pa.int64(), "Tokens of text; manifest.json `token_counter` names the tokenizer."),
         _described("math_score", pa.float32(), "Math classifier score of the model in model_id."),
         _described("model_id", pa.string(), "Classifier that produced math_score."),
         _described("iteration", pa.int32(), "First iteration whose selection collected the page; null: none."),

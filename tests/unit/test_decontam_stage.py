@@ -1,0 +1,62 @@
+"""The decontamination stage with the local runner: documents, rejects, contamination rows, manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from decontam_support import BENCHMARKS, check_stage, finished_stage, planted_documents
+
+from curate.errors import ConfigError
+from curate.stage import RunContext
+from curate.stages.decontam import run_decontam_stage
+
+
+@pytest.mark.parametrize("mode", ["drop", "cut"])
+def test_local_stage(shared_data: Path, tmp_path: Path, mode: str) -> None:
+    table, plants = planted_documents(shared_data)
+    ctx = RunContext(str(tmp_path / "run"), runner="local")
+    source = finished_stage(ctx, "03_near_dedup", table)
+    manifest = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+    check_stage(ctx.stage_dir(manifest.stage), table, plants, mode)
+    # The same stage again is skipped; the index is reused from the run directory.
+    again = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+    assert again.created == manifest.created
+    assert len(list(Path(tmp_path / "run" / "_decontam_index").glob("*.npz"))) == 1
+
+
+def test_stage_configuration_errors(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = RunContext(str(tmp_path / "run"), runner="local")
+    monkeypatch.delenv("CURATE_SHARED_DATA", raising=False)
+    with pytest.raises(ConfigError, match="data_root"):
+        run_decontam_stage(ctx, str(tmp_path), only=BENCHMARKS)
+    with pytest.raises(ConfigError, match="unknown benchmark"):
+        run_decontam_stage(ctx, str(tmp_path), only=["nope"], data_root=str(shared_data))
+    with pytest.raises(ConfigError, match="mode"):
+        run_decontam_stage(ctx, str(tmp_path), mode="erase")
+
+
+def test_cli_decontaminate_local_runner(shared_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from curate.cli.main import app
+
+    table, plants = planted_documents(shared_data, clean=12)
+    ctx = RunContext(str(tmp_path / "run"), runner="local")
+    finished_stage(ctx, "03_near_dedup", table)
+    args = [
+        "decontaminate",
+        "-o",
+        ctx.run_dir,
+        "-s",
+        "03_near_dedup",
+        "--local-runner",
+        "--data-root",
+        str(shared_data),
+    ]
+    for name in BENCHMARKS:
+        args += ["--only", name]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "contamination (drop mode)" in result.output and "mgsm_zh" in result.output
+    check_stage(ctx.stage_dir("90_decontaminate"), table, plants, "drop")
