@@ -62,9 +62,8 @@ def build_session(
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.sql.sources.partitionOverwriteMode", "static")
     )
-    if shuffle_partitions is None:
-        shuffle_partitions = 8 if is_local else 200
-    builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    if shuffle_partitions is not None:
+        builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
     if not is_local:
         builder = builder.config("spark.executor.memory", executor_memory or "4g")
     if not verbose:
@@ -75,6 +74,11 @@ def build_session(
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
+    if shuffle_partitions is None and "spark.sql.shuffle.partitions" not in (extra_conf or {}):
+        # Spark's 200 is sized for big clusters; on a few cores the empty tasks dominate every shuffle stage
+        # (measured: URL dedup 183 s with 200 partitions, 43 s with 2, on 2 cores). ~3 tasks per core.
+        parallelism = session.sparkContext.defaultParallelism
+        session.conf.set("spark.sql.shuffle.partitions", str(max(4, 3 * parallelism)))
     if not verbose:
         session.sparkContext.setLogLevel("ERROR")
     return session
