@@ -170,7 +170,7 @@ def spark_schema(schema: pa.Schema):  # type: ignore[no-untyped-def]
 
 
 # ======================================================================================================
-# EXPORT (issue 6/7): the released corpus, `part-NNNNN-of-MMMMM.parquet` + `manifest.json`.
+# EXPORT (issue 6/7): the released corpus, `data/part-NNNNN-of-MMMMM.parquet` + `manifest.json`.
 #
 # A public contract, read by people who never see this code. Columns are only ever added at the end;
 # renaming, retyping or reordering one bumps EXPORT_FORMAT_VERSION. Every column is optional at the

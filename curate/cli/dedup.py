@@ -1,0 +1,66 @@
+"""`curate dedup`: near-duplicate removal (MinHash LSH + connected components) on a finished stage."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from curate.cli.common import ForceOption, MasterOption, SparkConfOption, make_context, out, print_summary
+from curate.errors import ConfigError
+
+
+def dedup(
+    run_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory holding the source stage.")],
+    source: Annotated[
+        str, typer.Option("--source", "-s", help="Finished stage to deduplicate: a stage name in the run, or a path.")
+    ] = "02_url_dedup",
+    previous: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--previous",
+            help="A near-dedup stage of an earlier crawl (repeatable): new documents are also matched against "
+            "its stored signatures, and its documents are never removed.",
+        ),
+    ] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="YAML with a `dedup:` section.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one parameter, e.g. dedup.minhash.threshold=0.8 (repeatable)."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the output stage in the run directory.")] = "03_near_dedup",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and stop.")] = False,
+    master: MasterOption = None,
+    force: ForceOption = False,
+    spark_conf: SparkConfOption = None,
+) -> None:
+    """Remove near-duplicate documents: one document per cluster of pages with Jaccard >= the threshold.
+
+    Writes <out>/<name>/ with the kept documents, `_rejected/` (reason near_duplicate), `_duplicates/` (each
+    removal with its cluster, kept document and Jaccard estimate) and `_signatures/` (the index a later
+    crawl is deduplicated against with --previous).
+    """
+    from curate.config import load_config
+    from curate.io import fs
+    from curate.stages.dedup import dedup_config, run_dedup_stage
+
+    raw = load_config(config, list(set_ or []))
+    unknown = sorted(set(raw) - {"dedup"})
+    if unknown and config is None:
+        raise ConfigError(f"--set: `curate dedup` only reads the dedup section, got {', '.join(unknown)}")
+    resolved = dedup_config(raw.get("dedup"), origin=config or "--set flags")
+    if dry_run:
+        out.print_json(json.dumps({"dedup": resolved.to_dict(), "previous": list(previous or [])}))
+        return
+    ctx = make_context(run_dir, master, False, force, spark_conf)
+    source_dir = source if ("/" in source or "://" in source) else ctx.stage_dir(source)
+    if not fs.exists(source_dir):
+        raise ConfigError(f"--source {source}: {source_dir} does not exist")
+    manifest = run_dedup_stage(ctx, source_dir, config=resolved, previous=list(previous or []), name=name)
+    print_summary([manifest], run_dir)
+    extra = manifest.extra
+    out.print(
+        f"{extra['bands']} bands x {extra['rows']} rows: {extra['candidate_pairs']:,} candidate pairs, "
+        f"{extra['edges']:,} verified, {extra['clusters']:,} clusters ({extra['rounds']} component rounds)"
+    )

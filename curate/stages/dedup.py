@@ -1,0 +1,575 @@
+"""Near-duplicate removal on Spark: MinHash signatures, LSH banding, verified pairs, connected components.
+
+The plan (each arrow is a shuffle, nothing is collected to the driver):
+
+    documents --mapInArrow(MinHashStep)--> signatures (written once, read back: the expensive part)
+    signatures --explode bands--> (band, band hash, doc_id) --group--> buckets --> candidate pairs
+    candidate pairs --join signatures--> estimated Jaccard >= threshold --> edges
+    edges --large-star / small-star rounds--> component = smallest doc_id of the component
+    components --keep rule--> DUPLICATES rows (doc_id, cluster_id, kept_doc_id, jaccard)
+    documents --left join DUPLICATES--> drop_reason "near_duplicate" on every removed document
+
+Determinism: buckets, pairs and components are sets and every choice is a minimum (smallest doc_id,
+keep rule ending on doc_id), so the output does not depend on partitioning or task order.
+
+Incremental (cross-dump) mode: the signatures of an earlier run's kept documents (its `_signatures/`)
+join the banding. Pairs between two earlier documents are not considered, earlier documents are never
+removed, and a new document in a component that holds earlier documents is removed in favour of the
+smallest earlier doc_id. Earlier signatures are read, never recomputed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from curate.errors import ConfigError, CurateError
+from curate.io import fs
+from curate.schema import DROP_DETAIL, DROP_REASON, DUPLICATES, SIGNATURES, spark_schema
+from curate.steps.minhash import MinHashParams, MinHashStep
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from curate.manifest import Manifest
+    from curate.stage import RunContext
+
+log = logging.getLogger(__name__)
+
+NEAR_DUPLICATE = "near_duplicate"
+NEAR_DEDUP_STAGE = "03_near_dedup"
+NEAR_DEDUP_STEP = "minhash_lsh_components_v1"
+SOURCE_STAGE = "02_url_dedup"
+SIGNATURES_DIR = "_signatures"
+DUPLICATES_DIR = "_duplicates"
+# Keep-rule columns that may be absent: math_score exists only once the classifier stage has run.
+OPTIONAL_KEEP_COLUMNS = frozenset({"math_score"})
+VERIFY_MODES = ("signature", "none")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Near-dedup settings.
+
+    verify: "signature" keeps a candidate pair only if the fraction of equal signature values (datasketch's
+        `MinHash.jaccard`) reaches `minhash.threshold`; LSH alone also pairs documents far below it.
+    keep: the order that picks the document a cluster keeps: "column asc|desc" items, then doc_id
+        ascending. `text_length` is the text's length in characters; a missing `math_score` is skipped.
+    max_bucket_size: a bucket with more documents than this (boilerplate pages sharing a whole band) is
+        linked as a star to its smallest doc_id instead of as all pairs, so one bucket cannot emit
+        millions of pairs.
+    """
+
+    minhash: MinHashParams = field(default_factory=MinHashParams)
+    verify: str = "signature"
+    keep: tuple[str, ...] = ("math_score desc", "text_length desc")
+    max_bucket_size: int = 64
+    max_rounds: int = 40
+
+    def __post_init__(self) -> None:
+        if self.verify not in VERIFY_MODES:
+            raise ConfigError(f"dedup.verify must be one of {', '.join(VERIFY_MODES)}, got {self.verify!r}")
+        if self.max_bucket_size < 2:
+            raise ConfigError(f"dedup.max_bucket_size must be >= 2, got {self.max_bucket_size}")
+        for item in self.keep:
+            parts = item.split()
+            if len(parts) not in (1, 2) or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
+                raise ConfigError(f"dedup.keep item {item!r}: expected 'column', 'column asc' or 'column desc'")
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["keep"] = list(self.keep)
+        payload["minhash"]["bands"], payload["minhash"]["rows"] = self.minhash.bands_rows
+        return payload
+
+
+def dedup_config(values: dict[str, Any] | None, origin: str = "configuration") -> DedupConfig:
+    """A DedupConfig from a `dedup:` section (YAML / `--set`), naming any unknown or mistyped field."""
+    from curate.config import section
+
+    values = dict(values or {})
+    minhash = section({"minhash": values.pop("minhash", None) or {}}, "minhash", MinHashParams, f"{origin}: dedup")
+    if isinstance(values.get("keep"), str):
+        values["keep"] = [values["keep"]]
+    if "keep" in values:
+        values["keep"] = tuple(values["keep"])
+    base = section({"dedup": values}, "dedup", DedupConfig, origin)
+    return DedupConfig(
+        minhash=minhash,
+        verify=base.verify,
+        keep=base.keep,
+        max_bucket_size=base.max_bucket_size,
+        max_rounds=base.max_rounds,
+    )
+
+
+@dataclass
+class DedupResult:
+    """`documents` is the input with drop columns; `duplicates` has the DUPLICATES schema."""
+
+    documents: DataFrame
+    duplicates: DataFrame
+    signatures: DataFrame
+    stats: dict[str, int]
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+# --- signatures and banding ----------------------------------------------------------------------------
+
+
+class _SignaturesFunction:
+    """The picklable body of `mapInArrow` that turns (doc_id, text) batches into SIGNATURES batches."""
+
+    def __init__(self, params: MinHashParams) -> None:
+        self.step = MinHashStep(params, signatures_only=True)
+
+    def __call__(self, batches: Any) -> Any:
+        from curate.step import conform
+
+        for batch in self.step.apply(batches):
+            yield conform(batch, SIGNATURES)
+
+
+def compute_signatures(documents: DataFrame, params: MinHashParams) -> DataFrame:
+    """SIGNATURES rows (doc_id, minhash, n_shingles) for every document."""
+    texts = documents.select("doc_id", "text")
+    cores = documents.sparkSession.sparkContext.defaultParallelism
+    if texts.rdd.getNumPartitions() < cores:
+        # A small input is one Parquet split, i.e. one task on one core; MinHash is the CPU-heavy part.
+        texts = texts.repartition(cores)
+    return texts.mapInArrow(_SignaturesFunction(params), spark_schema(SIGNATURES))
+
+
+def band_hashes(signatures: DataFrame, bands: int, rows: int) -> DataFrame:
+    """(band, bhash, doc_id, is_new) for documents with at least one shingle.
+
+    Band b covers signature values [b*rows, (b+1)*rows); Spark's xxhash64 of (band, values) names the bucket.
+    A collision of two different bands only adds a candidate pair, which verification then rejects.
+    """
+    from pyspark.sql import functions as F
+
+    entries = [
+        F.struct(F.lit(b).alias("band"), F.xxhash64(F.lit(b), F.slice("minhash", b * rows + 1, rows)).alias("bhash"))
+        for b in range(bands)
+    ]
+    return (
+        signatures.where(F.col("n_shingles") > 0)
+        .select("doc_id", "is_new", F.explode(F.array(*entries)).alias("e"))
+        .select("e.band", "e.bhash", "doc_id", "is_new")
+    )
+
+
+def candidate_pairs(bands: DataFrame, max_bucket_size: int) -> DataFrame:
+    """Distinct (a, b) with a < b sharing a bucket, at least one of them new."""
+    from pyspark.sql import functions as F
+
+    buckets = (
+        bands.groupBy("band", "bhash")
+        .agg(F.array_sort(F.collect_list(F.struct("doc_id", "is_new"))).alias("m"))
+        .where((F.size("m") > 1) & F.exists("m", lambda x: x["is_new"]))
+    )
+    all_pairs = F.expr(
+        "flatten(transform(m, (x, i) -> transform(slice(m, i + 2, size(m)),"
+        " y -> named_struct('a', x.doc_id, 'b', y.doc_id, 'new', x.is_new OR y.is_new))))"
+    )
+    star = F.expr(
+        "transform(slice(m, 2, size(m)), y -> named_struct('a', m[0].doc_id, 'b', y.doc_id, 'new', m[0].is_new OR y.is_new))"
+    )
+    pairs = buckets.select(F.explode(F.when(F.size("m") <= max_bucket_size, all_pairs).otherwise(star)).alias("p"))
+    return pairs.where("p.new AND p.a != p.b").select("p.a", "p.b").distinct()
+
+
+def estimated_jaccard(left: Column | str, right: Column | str) -> Column:
+    """Fraction of equal signature values: datasketch's `MinHash.jaccard`, evaluated in the JVM."""
+    from pyspark.sql import functions as F
+
+    equal = F.zip_with(left, right, lambda p, q: (p == q).cast("int"))
+    return (F.aggregate(equal, F.lit(0), lambda acc, e: acc + e) / F.size(left)).cast("float")
+
+
+def verify_pairs(pairs: DataFrame, signatures: DataFrame, threshold: float | None) -> DataFrame:
+    """(a, b, jaccard) with the signature estimate; pairs below `threshold` dropped (None keeps all)."""
+    from pyspark.sql import functions as F
+
+    sig = signatures.select("doc_id", "minhash")
+    scored = (
+        pairs.join(sig.withColumnRenamed("doc_id", "a").withColumnRenamed("minhash", "ma"), "a")
+        .join(sig.withColumnRenamed("doc_id", "b").withColumnRenamed("minhash", "mb"), "b")
+        .select("a", "b", estimated_jaccard("ma", "mb").alias("jaccard"))
+    )
+    return scored if threshold is None else scored.where(F.col("jaccard") >= F.lit(threshold))
+
+
+# --- connected components ------------------------------------------------------------------------------
+
+
+def _cut_lineage(df: DataFrame) -> DataFrame:
+    # A reliable checkpoint when the session has a checkpoint directory, else executor-local storage:
+    # either way each round plans from materialised edges instead of the whole history of rounds.
+    if df.sparkSession.sparkContext.getCheckpointDir():
+        return df.checkpoint(eager=True)
+    return df.localCheckpoint(eager=True)
+
+
+def _large_star(edges: DataFrame) -> DataFrame:
+    """Link every neighbour larger than a node to the smallest id of the node's neighbourhood."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    both = edges.select(F.col("src").alias("u"), F.col("dst").alias("v")).union(
+        edges.select(F.col("dst").alias("u"), F.col("src").alias("v"))
+    )
+    # A window rather than groupBy + join: one exchange by node instead of three.
+    smallest = F.least(F.min("v").over(Window.partitionBy("u")), F.col("u"))
+    return (
+        both.withColumn("m", smallest)
+        .where(F.col("v") > F.col("u"))
+        .select(F.col("v").alias("src"), F.col("m").alias("dst"))
+        .distinct()
+    )
+
+
+def _small_star(edges: DataFrame) -> DataFrame:
+    """Link a node and its smaller neighbours to the smallest of them (edges point to the smaller id)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    with_min = edges.withColumn("m", F.min("dst").over(Window.partitionBy("src")))
+    return (
+        with_min.select(F.explode(F.array("src", "dst")).alias("src"), F.col("m").alias("dst"))
+        .where(F.col("src") != F.col("dst"))
+        .distinct()
+    )
+
+
+def _is_star_forest(edges: DataFrame) -> bool:
+    """Converged: every node has at most one edge to a smaller id, and that id has none (one aggregation)."""
+    from pyspark.sql import functions as F
+
+    roles = edges.select(F.col("src").alias("node"), F.lit(1).alias("as_src"), F.lit(0).alias("as_dst")).union(
+        edges.select(F.col("dst").alias("node"), F.lit(0).alias("as_src"), F.lit(1).alias("as_dst"))
+    )
+    per_node = roles.groupBy("node").agg(F.sum("as_src").alias("s"), F.max("as_dst").alias("d"))
+    return per_node.where((F.col("s") > 1) | ((F.col("s") > 0) & (F.col("d") > 0))).count() == 0
+
+
+def connected_components(pairs: DataFrame, max_rounds: int = 40, *, oriented: bool = False) -> tuple[DataFrame, int]:
+    """(doc_id, cluster_id) for every node of the undirected graph `pairs` (a, b); cluster_id = smallest id.
+
+    `oriented=True` promises that `pairs` is materialised, distinct, with a < b (saves a pass).
+
+    Alternating large-star and small-star (Kiveris et al., "Connected Components in MapReduce and Beyond",
+    SoCC 2014) until the graph is a forest of stars centred on each component's minimum: O(log n) rounds,
+    each a few shuffles, with lineage cut after every round.
+    """
+    from pyspark.sql import functions as F
+
+    edges = pairs.select(F.greatest("a", "b").alias("src"), F.least("a", "b").alias("dst")).where(
+        F.col("src") != F.col("dst")
+    )
+    if not oriented:
+        edges = _cut_lineage(edges.distinct())
+    # Real dedup graphs always hold some non-star component, so a first round is run without checking.
+    rounds = 0
+    converged = False
+    while not converged:
+        if rounds >= max_rounds:
+            raise CurateError(f"connected components did not converge in {max_rounds} rounds: raise dedup.max_rounds")
+        edges = _cut_lineage(_small_star(_large_star(edges)))
+        rounds += 1
+        converged = _is_star_forest(edges)
+    roots = edges.select(F.col("dst").alias("doc_id")).distinct().withColumn("cluster_id", F.col("doc_id"))
+    members = edges.select(F.col("src").alias("doc_id"), F.col("dst").alias("cluster_id"))
+    return members.union(roots), rounds
+
+
+# --- choosing the kept document ------------------------------------------------------------------------
+
+
+def keep_order(config: DedupConfig, columns: list[str]) -> list[Column]:
+    """The window order of the keep rule over `columns` (the attributes available)."""
+    from pyspark.sql import functions as F
+
+    order: list[Column] = []
+    for item in config.keep:
+        name, _, direction = item.partition(" ")
+        if name not in columns:
+            if name in OPTIONAL_KEEP_COLUMNS:
+                continue
+            raise ConfigError(f"dedup.keep names column {name!r}, which the documents do not have")
+        column = F.col(name)
+        order.append(column.asc_nulls_last() if direction.strip() == "asc" else column.desc_nulls_last())
+    order.append(F.col("doc_id").asc())
+    return order
+
+
+def keep_attributes(documents: DataFrame, config: DedupConfig) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    wanted = {item.partition(" ")[0] for item in config.keep}
+    columns = [F.col("doc_id")]
+    if "text_length" in wanted and "text_length" not in documents.columns:
+        # n_chars is the text's length when ingest filled it; fall back to counting for rows where it did not.
+        length = F.char_length("text")
+        if "n_chars" in documents.columns:
+            length = F.coalesce(F.col("n_chars"), length)
+        columns.append(length.alias("text_length"))
+    columns += [F.col(name) for name in sorted(wanted) if name in documents.columns and name != "doc_id"]
+    return documents.select(*columns)
+
+
+def assign_kept(
+    components: DataFrame, attributes: DataFrame, config: DedupConfig, earlier: DataFrame | None = None
+) -> DataFrame:
+    """(doc_id, cluster_id, kept_doc_id) for every removed document.
+
+    `earlier` holds the doc_ids of an earlier corpus. A cluster with earlier documents keeps the smallest
+    earlier doc_id (the earlier corpus is never edited); otherwise the keep rule ranks the cluster's documents.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    window = Window.partitionBy("cluster_id").orderBy(*keep_order(config, attributes.columns))
+    new = components if earlier is None else components.join(earlier, "doc_id", "left_anti")
+    ranked = new.join(attributes, "doc_id").withColumn("kept_doc_id", F.first("doc_id").over(window))
+    if earlier is not None:
+        earliest = (
+            components.join(earlier, "doc_id", "left_semi")
+            .groupBy("cluster_id")
+            .agg(F.min("doc_id").alias("earlier_kept"))
+        )
+        ranked = ranked.join(earliest, "cluster_id", "left").withColumn(
+            "kept_doc_id", F.coalesce("earlier_kept", "kept_doc_id")
+        )
+    return ranked.select("doc_id", "cluster_id", "kept_doc_id").where(F.col("doc_id") != F.col("kept_doc_id"))
+
+
+# --- the whole transform -------------------------------------------------------------------------------
+
+
+def read_previous_signatures(spark: Any, previous: list[str], params: MinHashParams) -> DataFrame | None:
+    """The stored signatures of earlier dedup stages, checked to be comparable with `params`."""
+    from curate.stage import read_stage_manifest
+
+    frames = []
+    for stage_dir in previous:
+        manifest = read_stage_manifest(stage_dir)
+        if manifest is None:
+            raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
+        stored = manifest.extra.get("signature_config")
+        if stored != params.signature_config():
+            raise ConfigError(
+                f"dedup.previous: {stage_dir} has signatures made with {stored}, this run uses "
+                f"{params.signature_config()}: signatures must share num_perm, ngram and seed"
+            )
+        frames.append(
+            spark.read.schema(spark_schema(SIGNATURES)).parquet(fs.to_uri(fs.join(stage_dir, SIGNATURES_DIR)))
+        )
+    if not frames:
+        return None
+    combined = frames[0]
+    for frame in frames[1:]:
+        combined = combined.unionByName(frame)
+    # The same record kept by two earlier stages (one crawl deduplicated twice) must stay one graph node.
+    return combined.dropDuplicates(["doc_id"]) if len(frames) > 1 else combined
+
+
+def find_duplicates(
+    signatures: DataFrame,
+    attributes: DataFrame,
+    config: DedupConfig,
+    previous: DataFrame | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[DataFrame, dict[str, int]]:
+    """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
+
+    `signatures` should be materialised (read from Parquet or persisted): it is read several times.
+    `timings` (if given) receives the seconds spent materialising candidates and components.
+    """
+    from pyspark.sql import functions as F
+
+    params = config.minhash
+    bands, rows = params.bands_rows
+    current = signatures.select("doc_id", "minhash", "n_shingles", F.lit(True).alias("is_new"))
+    reseen = None
+    if previous is not None:
+        earlier = previous.select("doc_id", "minhash", "n_shingles", F.lit(False).alias("is_new"))
+        # A document already in the earlier corpus (same doc_id) is the same record fetched again.
+        reseen = current.join(earlier.select("doc_id"), "doc_id", "left_semi")
+        current = current.join(earlier.select("doc_id"), "doc_id", "left_anti")
+        nodes_all = current.unionByName(earlier)
+    else:
+        nodes_all = current
+
+    # Candidates are scored once and materialised; the threshold is a filter on the stored scores.
+    with _timed(timings, "candidates"):
+        candidates = candidate_pairs(band_hashes(nodes_all, bands, rows), config.max_bucket_size)
+        scored = _cut_lineage(verify_pairs(candidates, nodes_all, None))
+    threshold = params.threshold if config.verify == "signature" else 0.0
+    edges = scored.where(F.col("jaccard") >= F.lit(threshold))
+    with _timed(timings, "components"):
+        components, rounds = connected_components(edges, config.max_rounds, oriented=True)
+    earlier_ids = None if previous is None else nodes_all.where(~F.col("is_new")).select("doc_id")
+    removed = assign_kept(components, attributes, config, earlier_ids)
+
+    sig = nodes_all.select("doc_id", "minhash")
+    duplicates = (
+        removed.join(sig, "doc_id")
+        .join(sig.select(F.col("doc_id").alias("kept_doc_id"), F.col("minhash").alias("kept_minhash")), "kept_doc_id")
+        .select("doc_id", "cluster_id", "kept_doc_id", estimated_jaccard("minhash", "kept_minhash").alias("jaccard"))
+    )
+    if reseen is not None:
+        duplicates = duplicates.unionByName(
+            reseen.select(
+                "doc_id",
+                F.col("doc_id").alias("cluster_id"),
+                F.col("doc_id").alias("kept_doc_id"),
+                F.lit(1.0).cast("float").alias("jaccard"),
+            )
+        )
+    counts = scored.agg(F.count("*"), F.count(F.when(F.col("jaccard") >= F.lit(threshold), 1))).collect()[0]
+    stats = {"bands": bands, "rows": rows, "candidate_pairs": counts[0], "edges": counts[1], "rounds": rounds}
+    return conform_frame(duplicates, DUPLICATES), stats
+
+
+def conform_frame(df: DataFrame, schema: pa.Schema) -> DataFrame:
+    """`df` with exactly the columns and types of `schema`."""
+    from pyspark.sql import functions as F
+
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in spark_schema(schema).fields])
+
+
+def mark_duplicates(documents: DataFrame, duplicates: DataFrame) -> DataFrame:
+    """`documents` plus drop columns: removed documents get `near_duplicate` and the kept doc in the detail."""
+    from pyspark.sql import functions as F
+
+    info = duplicates.select("doc_id", F.col("kept_doc_id").alias("_kept"), F.col("jaccard").alias("_jaccard"))
+    marked = documents.join(info, "doc_id", "left")
+    removed = F.col("_kept").isNotNull()
+    detail = F.format_string("kept %s jaccard %.3f", F.col("_kept"), F.col("_jaccard"))
+    out = marked.select(
+        *[F.col(c) for c in documents.columns],
+        F.when(removed, F.lit(NEAR_DUPLICATE)).alias(DROP_REASON),
+        F.when(removed, detail).alias(DROP_DETAIL),
+    )
+    lineage = [c for c in ("warc_path", "warc_record_offset") if c in documents.columns]
+    return out.sortWithinPartitions(*lineage, "doc_id")
+
+
+def deduplicate(
+    documents: DataFrame, config: DedupConfig | None = None, previous: DataFrame | None = None
+) -> DedupResult:
+    """The whole transform on DataFrames (the stage adds Parquet output, scratch and the manifest).
+
+    Signatures are persisted here so MinHash runs once per document; call `result.signatures.unpersist()`
+    when done.
+    """
+    from pyspark import StorageLevel
+
+    config = config or DedupConfig()
+    signatures = compute_signatures(documents, config.minhash).persist(StorageLevel.MEMORY_AND_DISK)
+    duplicates, stats = find_duplicates(signatures, keep_attributes(documents, config), config, previous)
+    return DedupResult(mark_duplicates(documents, duplicates), duplicates, signatures, stats)
+
+
+# --- the stage ------------------------------------------------------------------------------------------
+
+
+def run_dedup_stage(
+    ctx: RunContext,
+    input_stage_dir: str | None = None,
+    *,
+    config: DedupConfig | None = None,
+    previous: list[str] | None = None,
+    name: str = NEAR_DEDUP_STAGE,
+) -> Manifest:
+    """Near-dedup a finished stage's documents into `<run>/<name>/`.
+
+    Besides the kept documents and `_rejected/`, the stage holds `_duplicates/` (DUPLICATES: every removal
+    with its cluster, kept document and Jaccard estimate) and `_signatures/` (SIGNATURES of the kept
+    documents: the index a later crawl is deduplicated against with `previous=[this stage dir]`).
+    Always runs on Spark (a local[*] session under the local runner): clustering is a distributed job.
+    """
+    from pyspark.sql import functions as F
+
+    from curate.stage import Stage, read_stage_manifest, write_spark_output
+
+    config = config or DedupConfig()
+    source = input_stage_dir or ctx.stage_dir(SOURCE_STAGE)
+    previous = list(previous or [])
+    previous_fps = []
+    for stage_dir in previous:
+        manifest = read_stage_manifest(stage_dir)
+        if manifest is None:
+            raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
+        previous_fps.append(manifest.fingerprint)
+    step = MinHashStep(config.minhash)
+    stage = Stage(
+        ctx,
+        name,
+        config={"dedup": config.to_dict(), "previous": previous, "steps": {step.name: step.config()}},
+        steps=[step.name, NEAR_DEDUP_STEP],
+        inputs=[source],
+        input_fingerprints=previous_fps,
+    )
+    done = stage.finished()
+    if done is not None:
+        log.info("stage %s already finished (fingerprint %s): skipped", name, done.fingerprint)
+        return done
+    stage.begin()
+    spark = ctx.spark
+    timings: dict[str, float] = {}
+    documents = spark.read.parquet(fs.to_uri(source))
+    rows_in = documents.count()
+
+    # Scratch lives beside the staged output: the kept-documents write replaces the whole staged directory.
+    work = stage.path + ".work"
+    fs.remove_tree(work)
+    signatures_path = fs.join(work, "signatures")
+    with _timed(timings, "signatures"):
+        compute_signatures(documents, config.minhash).write.mode("overwrite").parquet(fs.to_uri(signatures_path))
+    signatures = spark.read.parquet(fs.to_uri(signatures_path))
+    prior = read_previous_signatures(spark, previous, config.minhash)
+    duplicates, stats = find_duplicates(signatures, keep_attributes(documents, config), config, prior, timings)
+    work_duplicates = fs.join(work, "duplicates")
+    with _timed(timings, "keep_rule"):
+        duplicates.sortWithinPartitions("cluster_id", "doc_id").write.mode("overwrite").parquet(
+            fs.to_uri(work_duplicates)
+        )
+    duplicates = spark.read.parquet(fs.to_uri(work_duplicates))
+    with _timed(timings, "write_documents"):
+        counts = write_spark_output(stage, mark_duplicates(documents, duplicates))
+
+    duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)
+    fs.rename(work_duplicates, duplicates_path)
+    duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
+    with _timed(timings, "write_index"):
+        kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+        kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
+            fs.to_uri(fs.join(stage.tmp_path, SIGNATURES_DIR))
+        )
+        clusters = duplicates.select(F.countDistinct("cluster_id")).first()
+    fs.remove_tree(work)
+    extra = {
+        **stats,
+        "clusters": int(clusters[0]) if clusters else 0,
+        "signature_config": config.minhash.signature_config(),
+        "previous": previous,
+        "seconds": timings,
+    }
+    return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=extra)

