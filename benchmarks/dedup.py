@@ -15,7 +15,8 @@ Three measurements:
 
 The VM is noisy (±20-30 %, more when other jobs run): compare ratios within one invocation.
 
-    python benchmarks/dedup.py [--data DIR] [--per-source N] [--sources N] [--repeat N] [--skip-datatrove]
+    python benchmarks/dedup.py [--data DIR] [--per-source N] [--sources N] [--variants N] [--repeat N]
+                               [--spark-runs N] [--skip-datatrove]
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def run_datatrove(corpus: PlantedCorpus, workdir: Path, workers: int) -> tuple[f
     from datatrove.pipeline.writers import JsonlWriter
     from loguru import logger
 
-    # datatrove logs every task's stats table at INFO; keep the benchmark's output readable.
+    # datatrove's own default sink goes; its per-task stats still reach stderr, the results go to stdout.
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
 
@@ -271,7 +272,8 @@ def main() -> None:
         "--data", type=Path, default=Path(os.environ.get("CURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
     )
     parser.add_argument("--per-source", type=int, default=600, help="real documents per source (3 sources)")
-    parser.add_argument("--sources", type=int, default=600, help="documents that get planted variants (3 each)")
+    parser.add_argument("--sources", type=int, default=600, help="documents that get planted variants")
+    parser.add_argument("--variants", type=int, default=3, help="planted variants per source")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reference-docs", type=int, default=300, help="documents for the datasketch loop")
     parser.add_argument("--spark-runs", type=int, default=2)
@@ -286,7 +288,7 @@ def main() -> None:
         by_kind.setdefault(doc[0].split("-")[0], []).append(doc)
     mixed = [doc for group in zip(*by_kind.values(), strict=False) for doc in group]
     mixed += [doc for doc in real if doc not in set(mixed)]
-    corpus = plant(mixed, n_sources=args.sources)
+    corpus = plant(mixed, n_sources=args.sources, variants_per_source=args.variants)
     texts = corpus.texts
     print(
         f"corpus: {len(real)} real documents ({', '.join(f'{k} {len(v)}' for k, v in by_kind.items())}) + "

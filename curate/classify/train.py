@@ -265,6 +265,8 @@ def train_classifier(
     positive_examples = _take(positive_examples, per_class, seed)
     negative_examples = _take(negative_examples, per_class, seed)
     train, valid = split_examples(positive_examples + negative_examples, valid_fraction, seed)
+    if len(valid) < 2:
+        raise ConfigError(f"valid_fraction {valid_fraction} of {per_class} per class holds out nothing; raise it")
     load_seconds = time.perf_counter() - started
 
     params = {

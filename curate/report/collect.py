@@ -151,7 +151,8 @@ def _selection_cutoff(manifest: Manifest | None) -> tuple[float | None, str]:
         return float(extra["cutoff_score"]), "cut-off score"
     boundary = extra.get("boundary") or {}
     if boundary.get("math_score") is not None:
-        return float(boundary["math_score"]), f"token budget {extra.get('token_budget'):,} boundary"
+        budget = extra.get("token_budget")
+        return float(boundary["math_score"]), f"token budget {budget:,} boundary" if budget else "budget boundary"
     if extra.get("min_score") is not None:
         return float(extra["min_score"]), "threshold"
     select = (manifest.config or {}).get("select") or {}
@@ -161,6 +162,8 @@ def _selection_cutoff(manifest: Manifest | None) -> tuple[float | None, str]:
 
 
 def score_histogram(stage_path: str, bins: int = HISTOGRAM_BINS) -> tuple[list[float], list[int], int, int, list[str]]:
+    if not _has_columns(stage_path, "math_score"):
+        raise ValueError("the stage has no math_score column")
     edges = np.linspace(0.0, 1.0, bins + 1)
     counts = np.zeros(bins, dtype=np.int64)
     outside = missing = 0

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.evaluation.near_duplicates import PlantedCorpus, evaluate, jaccard, load_real_documents, plant
+from curate.manifest import read_manifest
 from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
 from curate.stage import RunContext, Stage, read_rejected_table, read_stage_table
 from curate.stages.dedup import (
@@ -109,15 +110,14 @@ def test_planted_duplicates_found_and_nothing_dissimilar_merged(staged, corpus: 
     assert quality.merged_below == 0 and quality.removed_below == 0, quality
 
     # Every removal is a drop with its reason, and the books balance.
-    manifest_path = Path(stage_dir) / "_manifest.json"
-    from curate.manifest import read_manifest
-
-    manifest = read_manifest(manifest_path.parent)
+    manifest = read_manifest(stage_dir)
     assert manifest is not None and manifest.balanced
     assert manifest.drops == {"near_duplicate": duplicates.num_rows}
     assert manifest.extra["bands"] * manifest.extra["rows"] <= 128
     rejected = read_rejected_table(stage_dir)
     assert sorted(rejected.column("doc_id").to_pylist()) == sorted(duplicates.column("doc_id").to_pylist())
+    assert set(rejected.column("drop_reason").to_pylist()) == {"near_duplicate"}
+    assert all(detail.startswith("kept ") for detail in rejected.column("drop_detail").to_pylist())
     kept = read_stage_table(stage_dir)
     assert kept.schema.names == SCORED.names
     assert kept.num_rows + duplicates.num_rows == len(corpus.doc_ids)

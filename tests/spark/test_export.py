@@ -65,7 +65,7 @@ def test_manifest_describes_every_shard(exported, run: SyntheticRun) -> None:
     names = [f"part-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
     assert [s["name"] for s in manifest["shards"]] == names
     assert [s["path"] for s in manifest["shards"]] == [f"data/{name}" for name in names]
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_FILE, "data"]
+    assert sorted(p.name for p in out.iterdir()) == ["data", MANIFEST_FILE]
     assert sorted(p.name for p in (out / "data").iterdir()) == names
     for shard in manifest["shards"]:
         data = (out / shard["path"]).read_bytes()
