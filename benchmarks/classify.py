@@ -103,7 +103,7 @@ def bench_throughput(model_path: Path, documents: Path, texts: list[str], repeat
     """Raw and Spark passes interleaved, so a busy neighbour slows both sides of a ratio alike."""
     from curate.runners.spark import build_session
     from curate.schema import spark_schema
-    from curate.stage import _StepsFunction
+    from curate.stage import StepsFunction
     from curate.step import final_schema
     from curate.steps.mathscore import MathScoreStep
 
@@ -117,7 +117,7 @@ def bench_throughput(model_path: Path, documents: Path, texts: list[str], repeat
         step = MathScoreStep(model_path).ship(session.sparkContext)
         df = session.read.parquet(str(documents)).repartition(SPARK_CORES * 4).cache()
         df.count()
-        scored = df.mapInArrow(_StepsFunction([step], schema), spark_schema(final_schema([step], schema)))
+        scored = df.mapInArrow(StepsFunction([step], schema), spark_schema(final_schema([step], schema)))
         scored.write.format("noop").mode("overwrite").save()  # warm-up: workers start and load the model
         for _ in range(repeat):
             timings["predict"].append(_timed(lambda: math_probabilities(model, lines)))

@@ -334,7 +334,7 @@ def write_local_output(
 # --- running a chain of steps as a stage --------------------------------------------------------------
 
 
-class _StepsFunction:
+class StepsFunction:
     """The picklable body of `mapInArrow`: the same `run_steps` the local runner calls."""
 
     def __init__(self, steps: list[Step], input_schema: pa.Schema) -> None:
@@ -414,7 +414,7 @@ def run_step_stage(
             assert source_stage is not None
             df = spark.read.parquet(fs.to_uri(source_stage))
             n_input = count_rows(ctx, source_stage)
-        out = df.mapInArrow(_StepsFunction(steps, input_schema), spark_schema(out_schema))
+        out = df.mapInArrow(StepsFunction(steps, input_schema), spark_schema(out_schema))
         counts = write_spark_output(stage, out, **options)
     problems, extra = accounting(counts) if accounting else ([], {})
     records_in = rows_in(counts) if rows_in else n_input

@@ -350,10 +350,10 @@ def count_tokens_spark(df: DataFrame, tokenizer: str) -> DataFrame:
 
     from curate.classify.tokens import TokenCountStep
     from curate.schema import spark_schema
-    from curate.stage import _StepsFunction
+    from curate.stage import StepsFunction
     from curate.step import Step, final_schema
 
     steps: list[Step] = [TokenCountStep(tokenizer)]
     input_schema = to_arrow_schema(df.schema, timezone="UTC")
-    out = df.mapInArrow(_StepsFunction(steps, input_schema), spark_schema(final_schema(steps, input_schema)))
+    out = df.mapInArrow(StepsFunction(steps, input_schema), spark_schema(final_schema(steps, input_schema)))
     return out.drop(DROP_REASON, DROP_DETAIL)

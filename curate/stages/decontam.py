@@ -239,7 +239,7 @@ def _run_spark(
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    from curate.stage import _StepsFunction
+    from curate.stage import StepsFunction
 
     spark = ctx.spark
     if not (spark.sparkContext.master or "").startswith("local"):
@@ -250,7 +250,7 @@ def _run_spark(
     # Spark stores timestamps as UTC instants; the session time zone only labels them (UTC in curate).
     input_schema = to_arrow_schema(documents.schema, timezone=spark.conf.get("spark.sql.session.timeZone") or "UTC")
     out_schema = final_schema([step], input_schema)
-    out = documents.mapInArrow(_StepsFunction([step], input_schema), spark_schema(out_schema))
+    out = documents.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
     # The documents write and the hits write read the same rows: scan every document once.
     out = out.persist(StorageLevel.MEMORY_AND_DISK)
     try:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from curate.io import fs
 from curate.manifest import Manifest, canonical_json
 from curate.schema import arrow_schema_of, spark_schema, with_drop_fields
-from curate.stage import RunContext, Stage, _StepsFunction, write_spark_output
+from curate.stage import RunContext, Stage, StepsFunction, write_spark_output
 from curate.step import Step, mark_dropped
 
 SEED_STEP = "seed_expansion_v1"
@@ -77,7 +77,7 @@ def run_seed_expansion(
     step = SeedMatchStep(labels)
     input_schema = arrow_schema_of(joined)
     out_schema = with_drop_fields(step.output_schema(input_schema))
-    out = joined.mapInArrow(_StepsFunction([step], input_schema), spark_schema(out_schema))
+    out = joined.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
     counts = write_spark_output(stage, out)
     rows_in = int(scored.count())
     return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra={"patterns": len(labels)})

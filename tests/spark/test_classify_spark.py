@@ -13,7 +13,7 @@ from curate.classify.select import BELOW_THRESHOLD, OVER_BUDGET, SelectConfig, s
 from curate.classify.train import train_classifier
 from curate.manifest import read_manifest
 from curate.schema import DROP_REASON, spark_schema
-from curate.stage import RunContext, Stage, _StepsFunction, read_stage_table
+from curate.stage import RunContext, Stage, StepsFunction, read_stage_table
 from curate.stages.classify import RANKING_DIR, run_score_stage, run_select_stage
 from curate.step import final_schema, run_steps
 from curate.steps.mathscore import MathScoreStep
@@ -48,7 +48,7 @@ def test_spark_scores_equal_local_scores(spark, corpus: tuple[Path, Path]) -> No
     step = MathScoreStep(model_path).ship(spark.sparkContext)  # executors read it through SparkFiles
     out_schema = final_schema([step], table.schema)
     df = spark.read.parquet(str(documents)).repartition(3)
-    scored = df.mapInArrow(_StepsFunction([step], table.schema), spark_schema(out_schema)).toArrow()
+    scored = df.mapInArrow(StepsFunction([step], table.schema), spark_schema(out_schema)).toArrow()
     local = _score_local(model_path, table).sort_by("doc_id")
     scored = scored.sort_by("doc_id")
     assert scored.num_rows == table.num_rows

@@ -14,7 +14,7 @@ import pytest
 from curate.io.fs import expand_inputs
 from curate.io.warc_sources import WARC_FILE_CONTENTS, reads_through_hadoop, warc_files_frame
 from curate.schema import WARC_FILES, spark_schema
-from curate.stage import _StepsFunction
+from curate.stage import StepsFunction
 from curate.stages.ingest import IngestConfig, ingest_steps
 from curate.step import final_schema, run_steps
 
@@ -49,7 +49,7 @@ def test_file_uris_through_binary_file_give_the_local_records(spark, warc_paths:
     assert files == {uri: Path(path).stat().st_size for uri, path in zip(uris, warc_paths, strict=True)}
 
     steps = ingest_steps(IngestConfig())
-    out = frame.mapInArrow(_StepsFunction(steps, schema), spark_schema(final_schema(steps, schema)))
+    out = frame.mapInArrow(StepsFunction(steps, schema), spark_schema(final_schema(steps, schema)))
     remote = [row.asDict() for row in out.select(*COLUMNS).collect()]
     local = _local_rows(warc_paths)
     # doc_ids hash the file's base name, not its full path, so they agree across the two ways of reading.
