@@ -73,8 +73,9 @@ def build_session(
         builder = builder.config("spark.executor.extraJavaOptions", java_options)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
+    existing = SparkSession.getActiveSession()
     session = builder.getOrCreate()
-    if shuffle_partitions is None and "spark.sql.shuffle.partitions" not in (extra_conf or {}):
+    if existing is None and shuffle_partitions is None and "spark.sql.shuffle.partitions" not in (extra_conf or {}):
         # Spark's 200 is sized for big clusters; on a few cores the empty tasks dominate every shuffle stage
         # (measured: URL dedup 183 s with 200 partitions, 43 s with 2, on 2 cores). ~3 tasks per core.
         parallelism = session.sparkContext.defaultParallelism
