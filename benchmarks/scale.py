@@ -3,8 +3,8 @@
 Input: the ~800 real pages under ../shared/data/html wrapped into Common Crawl-style WARC files at run time
 (curate.testing.warcs), in a temp dir that is removed afterwards. 1x is `--copies` copies of every page, each
 copy under its own URL (`?copy=N`, so URL dedup keeps them all), spread over `--parts` files per copy; 4x is
-four times as many files of the same size, which is how a crawl grows. Defaults: ~0.5 GB of uncompressed WARC
-at 1x, ~2.1 GB at 4x.
+four times as many files of the same size, which is how a crawl grows. Defaults: 0.6 GiB of uncompressed WARC
+at 1x, 2.4 GiB at 4x.
 
 The pipeline runs as a subprocess, `curate ingest` (default) or `curate run` (`--command run`, demo recipe),
 on `local[2]` with `spark.driver.memory=2g` (in local mode the executors live in the driver JVM), or on a
@@ -12,7 +12,8 @@ standalone cluster of 2 workers x 1 core x 2 GB (`--master cluster`). Memory is 
 `--interval` seconds and summed over every process of the run: the driver's tree (CLI, JVM, Python workers)
 and, on a cluster, the executors' trees. RSS counts pages shared by forked Python workers once per process,
 so PSS (each shared page split between its users) is printed too. Time is the subprocess's wall time (JVM
-start included) and, separately, the sum of the stages' own `wall_seconds` from their manifests.
+start included), the sum of the stages' own `wall_seconds` from their manifests, and CPU seconds summed
+over the processes, which other jobs on the machine barely change (wall time on a shared VM does).
 
     python benchmarks/scale.py [--sizes 1 4] [--copies 4] [--parts 4] [--master local[2]|cluster]
                                [--command ingest|run] [--keep DIR]
@@ -108,18 +109,34 @@ def pss_bytes(pid: int) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class MemoryPeak:
+    """Peaks over the run; each is its own maximum (the JVM and Python peaks need not coincide)."""
+
     rss: int = 0
     pss: int = 0
-    jvm_rss: int = 0  # at the moment of the RSS peak
+    jvm_rss: int = 0
     python_rss: int = 0
     processes: int = 0
     samples: int = 0
 
 
 class Sampler(threading.Thread):
-    """Sums RSS and PSS over the run's processes every `interval` seconds; keeps the peaks."""
+    """Samples the run's processes every `interval` seconds: memory peaks, a trace, and CPU time.
+
+    CPU time is summed from each process's own counters as last seen, not from getrusage(RUSAGE_CHILDREN),
+    which only counts descendants reaped all the way up (it reported 1.5 s for a 120 s run here); a
+    process's last `interval` of work can be missed.
+    """
 
     def __init__(self, driver_pid: int, cluster: StandaloneCluster | None, interval: float) -> None:
         super().__init__(daemon=True)
@@ -127,6 +144,8 @@ class Sampler(threading.Thread):
         self.cluster = cluster
         self.interval = interval
         self.peak = MemoryPeak()
+        self.trace: list[tuple[float, int, int, int, int]] = []  # seconds, RSS total, JVM, Python, processes
+        self.cpu: dict[int, float] = {}
         self._stop_event = threading.Event()
 
     def pids(self) -> set[int]:
@@ -137,21 +156,38 @@ class Sampler(threading.Thread):
         return {pid for pid in pids if alive(pid)}
 
     def run(self) -> None:
+        started = time.monotonic()
         while not self._stop_event.is_set():
             pids = self.pids()
             rss = {pid: rss_bytes(pid) for pid in pids}
+            jvm = sum(v for pid, v in rss.items() if cmdline(pid).split(" ", 1)[0].endswith("java"))
             total = sum(rss.values())
-            self.peak.samples += 1
-            self.peak.pss = max(self.peak.pss, sum(pss_bytes(pid) for pid in pids))
-            if total > self.peak.rss:
-                jvm = sum(v for pid, v in rss.items() if "java" in cmdline(pid).split(" ", 1)[0])
-                self.peak = MemoryPeak(total, self.peak.pss, jvm, total - jvm, len(pids), self.peak.samples)
+            for pid in pids:
+                self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid))
+            peak = self.peak
+            peak.samples += 1
+            peak.rss, peak.jvm_rss, peak.python_rss = (
+                max(peak.rss, total),
+                max(peak.jvm_rss, jvm),
+                max(peak.python_rss, total - jvm),
+            )
+            peak.pss = max(peak.pss, sum(pss_bytes(pid) for pid in pids))
+            peak.processes = max(peak.processes, len(pids))
+            self.trace.append((round(time.monotonic() - started, 1), total, jvm, total - jvm, len(pids)))
             self._stop_event.wait(self.interval)
 
-    def stop(self) -> MemoryPeak:
+    def stop(self) -> tuple[MemoryPeak, float]:
         self._stop_event.set()
         self.join()
-        return self.peak
+        return self.peak, sum(self.cpu.values())
+
+
+def quarters(trace: list[tuple[float, int, int, int, int]], column: int) -> list[int]:
+    """The maximum of a trace column in each quarter of the run: growth shows as a rising sequence."""
+    if not trace:
+        return []
+    size = max(1, -(-len(trace) // 4))
+    return [max(sample[column] for sample in trace[i : i + size]) for i in range(0, len(trace), size)]
 
 
 # --- one run ------------------------------------------------------------------------------------------
@@ -165,7 +201,9 @@ class Result:
     warc_bytes: int
     wall_seconds: float
     stage_seconds: float
+    cpu_seconds: float
     memory: MemoryPeak
+    trace: list[tuple[float, int, int, int, int]]
     exit_code: int
     oom: bool
     stages: dict[str, float] = field(default_factory=dict)
@@ -205,7 +243,7 @@ def run_once(
         sampler.start()
         code = process.wait()
     elapsed = time.monotonic() - started
-    memory = sampler.stop()
+    memory, cpu = sampler.stop()
     text = log_path.read_text(errors="replace")
     if code != 0:
         print("\n".join(text.splitlines()[-30:]), file=sys.stderr)
@@ -221,7 +259,9 @@ def run_once(
         warc_bytes=sum(uncompressed_size(p) for p in paths),
         wall_seconds=round(elapsed, 1),
         stage_seconds=round(sum(stages.values()), 1),
+        cpu_seconds=round(cpu, 1),
         memory=memory,
+        trace=sampler.trace,
         exit_code=code,
         oom=bool(OOM_SIGNS.search(text)) or code in (-9, 137),
         stages=stages,
@@ -234,24 +274,34 @@ def _gb(value: int) -> str:
 
 
 def report(results: list[Result]) -> None:
-    header = f"{'size':>4} {'files':>5} {'WARC GB':>8} {'gz GB':>6} {'wall s':>7} {'stages s':>8} "
-    header += f"{'peak RSS GB':>11} {'JVM':>5} {'Python':>6} {'peak PSS GB':>11} {'procs':>5}  exit"
+    header = f"{'size':>4} {'files':>5} {'WARC GiB':>8} {'gz GiB':>6} {'wall s':>7} {'stages s':>8} {'CPU s':>7} "
+    header += f"{'peak RSS GiB':>12} {'JVM':>5} {'Python':>6} {'peak PSS GiB':>12} {'procs':>5}  exit"
     print(header)
     for r in results:
         m = r.memory
         print(
             f"{r.size:>3}x {r.files:>5} {_gb(r.warc_bytes):>8} {_gb(r.compressed_bytes):>6} {r.wall_seconds:>7.1f} "
-            f"{r.stage_seconds:>8.1f} {_gb(m.rss):>11} {_gb(m.jvm_rss):>5} {_gb(m.python_rss):>6} {_gb(m.pss):>11} "
+            f"{r.stage_seconds:>8.1f} {r.cpu_seconds:>7.1f} {_gb(m.rss):>12} {_gb(m.jvm_rss):>5} {_gb(m.python_rss):>6} "
+            f"{_gb(m.pss):>12} "
             f"{m.processes:>5}  {r.exit_code}{' OOM' if r.oom else ''}"
         )
     for r in results:
         print(f"  {r.size}x stages: " + ", ".join(f"{s} {t:.1f}s ({r.rows[s]:,} rows)" for s, t in r.stages.items()))
+        for name, column in (("JVM", 2), ("Python", 3)):
+            print(
+                f"  {r.size}x {name} RSS GiB, max per quarter of the run: "
+                + " ".join(_gb(v) for v in quarters(r.trace, column))
+            )
     if len(results) >= 2:
         small, large = results[0], results[-1]
         scale = large.size / small.size
         print(f"data ratio (WARC bytes) {large.warc_bytes / small.warc_bytes:.2f} for {scale:.0f}x")
         print(f"time ratio, wall        {large.wall_seconds / small.wall_seconds:.2f}  (target <= {1.1 * scale:.1f})")
         print(f"time ratio, stages      {large.stage_seconds / max(small.stage_seconds, 1e-9):.2f}")
+        if small.cpu_seconds > 0:
+            print(
+                f"CPU time ratio          {large.cpu_seconds / small.cpu_seconds:.2f}  (barely affected by other load)"
+            )
         print(f"peak RSS ratio          {large.memory.rss / max(small.memory.rss, 1):.2f}  (target: flat, ~1)")
         print(f"peak PSS ratio          {large.memory.pss / max(small.memory.pss, 1):.2f}")
         print("no OOM" if not any(r.oom or r.exit_code for r in results) else "FAILED: a run died (see above)")
@@ -260,7 +310,7 @@ def report(results: list[Result]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4], help="multiples of the 1x input")
-    parser.add_argument("--copies", type=int, default=4, help="copies of every real page in the 1x input")
+    parser.add_argument("--copies", type=int, default=5, help="copies of every real page in the 1x input")
     parser.add_argument("--parts", type=int, default=4, help="files per copy")
     parser.add_argument("--master", default="local[2]", help="local[N], or `cluster` for a 2-worker standalone one")
     parser.add_argument("--command", choices=["ingest", "run"], default="ingest")
@@ -294,7 +344,7 @@ def main() -> int:
                 result = run_once(size, paths, out, args, cluster)
                 results.append(result)
                 print(
-                    f"{size}x: {result.wall_seconds:.1f} s, peak RSS {_gb(result.memory.rss)} GB, exit {result.exit_code}"
+                    f"{size}x: {result.wall_seconds:.1f} s, peak RSS {_gb(result.memory.rss)} GiB, exit {result.exit_code}"
                 )
                 shutil.rmtree(out, ignore_errors=True)
         report(results)

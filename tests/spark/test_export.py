@@ -17,12 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.classify.tokens import APPROX
+from curate.classify.tokens import APPROX, count_tokens
 from curate.errors import CurateError
-from curate.schema import DECONTAM_CLEAN, DECONTAM_CONTAMINATED, EXPORT
+from curate.schema import DECONTAM_CLEAN, DECONTAM_CONTAMINATED, DECONTAM_UNCHECKED, EXPORT
 from curate.stage import RunContext, read_stage_table
 from curate.stages import export as export_module
-from curate.stages.export import MANIFEST_FILE, read_export_manifest, run_export
+from curate.stages.export import MANIFEST_FILE, ExportConfig, read_export_manifest, run_export
 from curate.testing.runs import SyntheticRun, build_synthetic_run, write_generated_stage
 
 pytestmark = pytest.mark.spark
@@ -155,6 +155,23 @@ def test_an_earlier_stage_shows_which_pages_decontamination_removed(spark, run: 
     status = dict(zip(table["doc_id"].to_pylist(), table["decontamination"].to_pylist(), strict=True))
     assert sorted(d for d, s in status.items() if s == DECONTAM_CONTAMINATED) == run.contaminated
     assert {s for d, s in status.items() if d not in run.contaminated} == {DECONTAM_CLEAN}
+
+
+def test_a_stage_before_scoring_gets_tokens_counted_and_all_three_statuses(
+    spark, run: SyntheticRun, tmp_path: Path
+) -> None:
+    config = ExportConfig(target_shard_bytes=2**20, tokenizer=APPROX)
+    ctx = RunContext(str(run.run_dir)).use_session(spark)
+    manifest = run_export(ctx, str(tmp_path / "out"), source_stage="03_near_dedup", config=config)
+    assert manifest["token_counter"] == {"tokenizer": APPROX, "counted_by": "export", "exact": False}
+    table = pa.concat_tables(pq.read_table(p) for p in _shard_paths(tmp_path / "out", manifest))
+    expected = count_tokens(table["text"].to_pylist(), APPROX).tolist()
+    assert table["tokens"].to_pylist() == expected
+    rows = table.to_pylist()
+    assert {r["decontamination"] for r in rows} == {DECONTAM_CLEAN, DECONTAM_CONTAMINATED, DECONTAM_UNCHECKED}
+    ever_selected = {d for ids in run.selected.values() for d in ids}
+    assert all((r["iteration"] is None) == (r["doc_id"] not in ever_selected) for r in rows)
+    assert all(r["math_score"] is None and r["model_id"] is None for r in rows)
 
 
 def test_an_unchanged_export_is_not_redone(exported, run: SyntheticRun, spark) -> None:
