@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 INPUT ?= $(SHARED)/cc-warc/*/*.warc.gz $(SHARED)/web-warc/*/*.warc.gz
 OUT ?= runs/demo
+CONFIG ?= pipelines/demo.yaml
 ARGS ?=
 export JAVA_HOME ?= $(shell [ -d /usr/lib/jvm/java-17-openjdk-amd64 ] && echo /usr/lib/jvm/java-17-openjdk-amd64)
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
@@ -22,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/curate run $(foreach pattern,$(INPUT),--input '$(pattern)') --out $(OUT) $(ARGS)
+	$(BIN)/curate run $(foreach pattern,$(INPUT),--input '$(pattern)') --out $(OUT) --config $(CONFIG) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check curate tests benchmarks
