@@ -111,9 +111,16 @@ def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.replace_substring_regex(texts, _PUNCTUATION_RUN, " ")
 
 
+def _split_words(texts: pa.Array) -> pa.ListArray:
+    # Trim first: pyarrow 26's utf8_split_whitespace sometimes returns the last word of an array's final
+    # string with its trailing space attached (seen on "... 3 5 ": "5 " in ~30% of calls), which made
+    # signatures differ between runs. With no trailing whitespace the split is stable and equals str.split().
+    return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(normalize(texts)))
+
+
 def words(text: str) -> list[str]:
     """The words of one document, exactly as the batch path sees them."""
-    split = pc.utf8_split_whitespace(normalize(pa.array([text], pa.large_string())))
+    split = _split_words(pa.array([text], pa.large_string()))
     return [w for w in split[0].as_py() or [] if w]
 
 
@@ -176,8 +183,8 @@ def word_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     n_docs = len(texts)
-    split = pc.utf8_split_whitespace(normalize(texts))
-    # Nulls and empty texts give null or [""]; a trailing space gives a final "": drop empty words.
+    split = _split_words(texts)
+    # Nulls and empty texts give null or [""]: drop empty words.
     flat = pc.list_flatten(split)
     parents = np.asarray(pc.list_parent_indices(split))
     non_empty = np.asarray(pc.greater(pc.utf8_length(flat), 0).fill_null(False), dtype=bool)
