@@ -272,7 +272,7 @@ def main() -> None:
         "--data", type=Path, default=Path(os.environ.get("CURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
     )
     parser.add_argument("--per-source", type=int, default=600, help="real documents per source (3 sources)")
-    parser.add_argument("--sources", type=int, default=600, help="documents that get planted variants")
+    parser.add_argument("--sources", type=int, default=1680, help="documents that get planted variants")
     parser.add_argument("--variants", type=int, default=3, help="planted variants per source")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reference-docs", type=int, default=300, help="documents for the datasketch loop")
@@ -318,7 +318,8 @@ def main() -> None:
         print("\n2. Planted near-duplicates (exact Jaccard of the same 5-gram shingle sets as ground truth)")
         print(
             f"  curate: {extra.get('bands')} bands x {extra.get('rows')} rows, {extra.get('candidate_pairs')} candidate "
-            f"pairs, {extra.get('edges')} verified, {extra.get('rounds')} component rounds, {extra.get('clusters')} clusters"
+            f"pairs, {extra.get('edges')} verified, {extra.get('rounds')} component rounds in {extra.get('passes')} star passes, "
+            f"{extra.get('clusters')} clusters"
         )
         removed_total = _removed_count(workdir)
         print(_quality_line("curate", quality, removed_total))

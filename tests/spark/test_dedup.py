@@ -214,3 +214,26 @@ def test_connected_components_chain_and_stars(spark) -> None:
     assert {labels[m] for m in ("m1", "m3", "m4", "m5", "m9")} == {"m1"}
     assert len(labels) == 9 + 6 + 5
     assert rounds >= 2  # a chain is not a star: it takes real rounds, which must converge
+
+
+def test_a_chain_of_near_duplicates_is_cut_where_it_drifts_from_the_kept_document(spark) -> None:
+    from curate.stages.dedup import DedupConfig, find_duplicates
+
+    # Signatures of a drifting chain A ~ B ~ C ~ D: each link changes 30 of 128 values (estimated Jaccard
+    # 0.77 > 0.7), so A and C agree on only 68 (0.53) and A and D on 38. Connected components alone put all
+    # four under A; A must remove B only, and C (longest of what is left) must remove D in a second pass.
+    base = list(range(128))
+    chain = {"A": base}
+    for name, previous, start in (("B", "A", 0), ("C", "B", 30), ("D", "C", 60)):
+        chain[name] = [
+            v + 1000 * (ord(name) - 64) if start <= i < start + 30 else v for i, v in enumerate(chain[previous])
+        ]
+    signatures = spark.createDataFrame(
+        [(name, values, 100) for name, values in chain.items()], "doc_id string, minhash array<bigint>, n_shingles int"
+    )
+    lengths = {"A": 400, "B": 300, "C": 200, "D": 100}
+    attributes = spark.createDataFrame(list(lengths.items()), "doc_id string, text_length bigint")
+    duplicates, stats = find_duplicates(signatures, attributes, DedupConfig())
+    rows = {r["doc_id"]: (r["kept_doc_id"], r["cluster_id"], round(r["jaccard"], 3)) for r in duplicates.collect()}
+    assert rows == {"B": ("A", "A", round(98 / 128, 3)), "D": ("C", "C", round(98 / 128, 3))}
+    assert stats["passes"] == 2 and stats["edges"] == 3
