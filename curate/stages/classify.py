@@ -24,6 +24,8 @@ from curate.step import Step
 from curate.steps.mathscore import MathScoreStep
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
     from curate.manifest import Manifest
     from curate.stage import RunContext
 
@@ -116,3 +118,13 @@ def run_select_stage(
         fs.rename(ranking_path, fs.join(stage.tmp_path, RANKING_DIR))
     summary = selection.summary(config)
     return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=summary)
+
+
+def with_collected_flag(spark: SparkSession, scored_stage: str, selected_stage: str) -> DataFrame:
+    """Every scored page of an iteration with `collected`: whether the select stage kept it."""
+    from pyspark.sql import functions as F
+
+    scored = spark.read.parquet(fs.to_uri(scored_stage))
+    selected = spark.read.parquet(fs.to_uri(selected_stage)).select("doc_id", F.lit(True).alias("collected"))
+    flagged = scored.join(selected, "doc_id", "left")
+    return flagged.withColumn("collected", F.coalesce(F.col("collected"), F.lit(False)))

@@ -17,6 +17,7 @@ from curate.io import fs
 from curate.manifest import Manifest
 from curate.schema import DOMAIN_STATS, spark_schema
 from curate.stage import RunContext, Stage
+from curate.stages.classify import with_collected_flag
 
 DOMAINS_STEP = "domain_stats_v1"
 PREFIXES_DIR = "_prefixes"
@@ -75,11 +76,9 @@ def run_domains(
         return done
     stage.begin()
     spark = ctx.spark
-    pages = spark.read.parquet(fs.to_uri(scored_stage)).select("doc_id", "url", "host", "registered_domain", "text")
-    selected = spark.read.parquet(fs.to_uri(selected_stage)).select("doc_id").withColumn("collected", F.lit(True))
     pages = (
-        pages.join(selected, "doc_id", "left")
-        .withColumn("collected", F.coalesce(F.col("collected"), F.lit(False)))
+        with_collected_flag(spark, scored_stage, selected_stage)
+        .select("doc_id", "url", "host", "registered_domain", "text", "collected")
         .withColumn("domain", F.col(config.key))
         .filter(F.col("domain").isNotNull())
     )

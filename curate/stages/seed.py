@@ -13,10 +13,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io import fs
 from curate.manifest import Manifest, canonical_json
 from curate.schema import arrow_schema_of, spark_schema, with_drop_fields
-from curate.stage import RunContext, Stage, StepsFunction, write_spark_output
+from curate.stage import RunContext, Stage, StepsFunction, count_rows, write_spark_output
+from curate.stages.classify import with_collected_flag
 from curate.step import Step, mark_dropped
 
 SEED_STEP = "seed_expansion_v1"
@@ -57,8 +57,6 @@ def labels_digest(labels: dict[str, str]) -> str:
 def run_seed_expansion(
     ctx: RunContext, name: str, scored_stage: str, selected_stage: str, labels: dict[str, str]
 ) -> Manifest:
-    from pyspark.sql import functions as F
-
     stage = Stage(
         ctx,
         name,
@@ -71,13 +69,11 @@ def run_seed_expansion(
         return done
     stage.begin()
     spark = ctx.spark
-    scored = spark.read.parquet(fs.to_uri(scored_stage))
-    selected = spark.read.parquet(fs.to_uri(selected_stage)).select("doc_id", F.lit(True).alias("collected"))
-    joined = scored.join(selected, "doc_id", "left")
+    joined = with_collected_flag(spark, scored_stage, selected_stage)
     step = SeedMatchStep(labels)
     input_schema = arrow_schema_of(joined)
     out_schema = with_drop_fields(step.output_schema(input_schema))
     out = joined.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
     counts = write_spark_output(stage, out)
-    rows_in = int(scored.count())
+    rows_in = count_rows(ctx, scored_stage)
     return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra={"patterns": len(labels)})
