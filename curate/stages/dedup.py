@@ -253,8 +253,7 @@ def _large_star(edges: DataFrame) -> DataFrame:
         both.withColumn("m", smallest)
         .where(F.col("v") > F.col("u"))
         .select(F.col("v").alias("src"), F.col("m").alias("dst"))
-        .distinct()
-    )
+    )  # repeated edges are harmless to the small star, which ends on a distinct: one shuffle fewer
 
 
 def _small_star(edges: DataFrame) -> DataFrame:
@@ -585,7 +584,7 @@ def run_dedup_stage(
     """
     from pyspark.sql import functions as F
 
-    from curate.stage import Stage, read_stage_manifest, write_spark_output
+    from curate.stage import Stage, count_rows, read_stage_manifest, write_spark_output
 
     config = config or DedupConfig()
     source = input_stage_dir or ctx.stage_dir(SOURCE_STAGE)
@@ -613,7 +612,7 @@ def run_dedup_stage(
     spark = ctx.spark
     timings: dict[str, float] = {}
     documents = spark.read.parquet(fs.to_uri(source))
-    rows_in = documents.count()
+    rows_in = count_rows(ctx, source)
 
     # Scratch lives beside the staged output: the kept-documents write replaces the whole staged directory.
     work = stage.path + ".work"
