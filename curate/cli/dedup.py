@@ -35,7 +35,7 @@ def dedup(
     force: ForceOption = False,
     spark_conf: SparkConfOption = None,
 ) -> None:
-    """Remove near-duplicate documents: one document per cluster of pages with Jaccard >= the threshold.
+    """Remove near-duplicate documents: each removed page agrees with its cluster's kept page at the threshold.
 
     Writes <out>/<name>/ with the kept documents, `_rejected/` (reason near_duplicate), `_duplicates/` (each
     removal with its cluster, kept document and Jaccard estimate) and `_signatures/` (the index a later

@@ -83,10 +83,13 @@ class DedupConfig:
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_MODES:
             raise ConfigError(f"dedup.verify must be one of {', '.join(VERIFY_MODES)}, got {self.verify!r}")
-        if self.max_passes < 1:
-            raise ConfigError(f"dedup.max_passes must be >= 1, got {self.max_passes}")
-        if self.max_bucket_size < 2:
-            raise ConfigError(f"dedup.max_bucket_size must be >= 2, got {self.max_bucket_size}")
+        for name, least in (("max_passes", 1), ("max_bucket_size", 2), ("max_rounds", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"dedup.{name} must be an integer >= {least}, got {value!r}")
+        bound = self.min_jaccard_to_kept
+        if bound is not None and (not isinstance(bound, int | float) or isinstance(bound, bool) or not 0 < bound <= 1):
+            raise ConfigError(f"dedup.min_jaccard_to_kept must be a number in (0, 1], got {bound!r}")
         for item in self.keep:
             parts = item.split()
             if len(parts) not in (1, 2) or (len(parts) == 2 and parts[1] not in ("asc", "desc")):

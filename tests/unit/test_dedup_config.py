@@ -23,6 +23,16 @@ def test_config_from_section_and_errors_name_the_field() -> None:
         dedup_config({"verify": "exact-ish"})
     with pytest.raises(ConfigError, match=r"dedup\.keep"):
         dedup_config({"keep": ["math_score sideways"]})
+    # Values from YAML that are the wrong type or out of range: a named error, not a TypeError.
+    with pytest.raises(ConfigError, match=r"dedup\.max_passes"):
+        dedup_config({"max_passes": "two"})
+    with pytest.raises(ConfigError, match=r"dedup\.max_passes"):
+        dedup_config({"max_passes": 0})
+    with pytest.raises(ConfigError, match=r"dedup\.min_jaccard_to_kept"):
+        dedup_config({"min_jaccard_to_kept": 1.5})
+    with pytest.raises(ConfigError, match=r"dedup\.min_jaccard_to_kept"):
+        dedup_config({"min_jaccard_to_kept": "high"})
+    assert dedup_config({"min_jaccard_to_kept": 0.6, "max_passes": 2}).min_jaccard_to_kept == 0.6
 
 
 def test_cli_dry_run_prints_resolved_config(tmp_path) -> None:
