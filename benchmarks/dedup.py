@@ -16,7 +16,7 @@ Three measurements:
 The VM is noisy (±20-30 %, more when other jobs run): compare ratios within one invocation.
 
     python benchmarks/dedup.py [--data DIR] [--per-source N] [--sources N] [--variants N] [--repeat N]
-                               [--spark-runs N] [--skip-datatrove]
+                               [--spark-runs N] [--skip-datatrove] [--verify exact|signature|none]
 """
 
 from __future__ import annotations
@@ -121,11 +121,13 @@ def _documents_table(corpus: PlantedCorpus) -> pa.Table:
     return pa.Table.from_batches([conform(b, DOCUMENTS) for b in table.to_batches()], schema=DOCUMENTS)
 
 
-def run_curate(corpus: PlantedCorpus, workdir: Path, runs: int) -> tuple[list[float], float, ClusteringQuality, dict]:
+def run_curate(
+    corpus: PlantedCorpus, workdir: Path, runs: int, verify: str
+) -> tuple[list[float], float, ClusteringQuality, dict]:
     from curate.manifest import read_manifest
     from curate.runners.spark import build_session
     from curate.stage import RunContext, Stage, read_stage_table
-    from curate.stages.dedup import DUPLICATES_DIR, NEAR_DEDUP_STAGE, run_dedup_stage
+    from curate.stages.dedup import DUPLICATES_DIR, NEAR_DEDUP_STAGE, DedupConfig, run_dedup_stage
 
     start = time.perf_counter()
     spark = build_session("local[2]", app_name="bench-dedup", driver_memory="4g", shuffle_partitions=8)
@@ -141,7 +143,7 @@ def run_curate(corpus: PlantedCorpus, workdir: Path, runs: int) -> tuple[list[fl
         pq.write_table(_documents_table(corpus), f"{source.tmp_path}/part-00000.parquet")
         source.commit(rows_in=len(corpus.doc_ids), rows_out=len(corpus.doc_ids), drops={})
         start = time.perf_counter()
-        run_dedup_stage(ctx, source.path)
+        run_dedup_stage(ctx, source.path, config=DedupConfig(verify=verify))
         times.append(time.perf_counter() - start)
         stage_dir = ctx.stage_dir(NEAR_DEDUP_STAGE)
         phases = (read_manifest(stage_dir).extra or {}).get("seconds", {})  # type: ignore[union-attr]
@@ -278,6 +280,7 @@ def main() -> None:
     parser.add_argument("--reference-docs", type=int, default=300, help="documents for the datasketch loop")
     parser.add_argument("--spark-runs", type=int, default=2)
     parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument("--verify", default="exact", help="dedup.verify for curate: exact, signature or none")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -314,7 +317,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-dedup-"))
     try:
-        times, session_s, quality, extra = run_curate(corpus, workdir, args.spark_runs)
+        times, session_s, quality, extra = run_curate(corpus, workdir, args.spark_runs, args.verify)
         print("\n2. Planted near-duplicates (exact Jaccard of the same 5-gram shingle sets as ground truth)")
         print(
             f"  curate: {extra.get('bands')} bands x {extra.get('rows')} rows, {extra.get('candidate_pairs')} candidate "
