@@ -288,9 +288,8 @@ def with_exact_jaccard(
     pairs = _cut_lineage(pairs.select(left, right, "jaccard"))
     near_threshold = F.abs(F.col("jaccard") - F.lit(threshold)) < F.lit(margin)
     settled = pairs.where(~near_threshold)
-    near = _cut_lineage(pairs.where(near_threshold))
+    near = pairs.where(near_threshold)  # a filter over materialised pairs: cheaper to redo than to store
     ids = near.select(F.col(left).alias("doc_id")).union(near.select(F.col(right).alias("doc_id"))).distinct()
-    ids = _cut_lineage(ids)
     if ids.count() <= BROADCAST_IDS:
         # Usually few documents sit near the threshold: filter the texts map-side against their ids instead
         # of shuffling every text of the run into the two joins below.
