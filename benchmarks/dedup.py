@@ -126,8 +126,9 @@ def run_curate(
 ) -> tuple[list[float], float, ClusteringQuality, dict]:
     from curate.manifest import read_manifest
     from curate.runners.spark import build_session
-    from curate.stage import RunContext, Stage, read_stage_table
+    from curate.stage import RunContext, read_stage_table
     from curate.stages.dedup import DUPLICATES_DIR, NEAR_DEDUP_STAGE, DedupConfig, run_dedup_stage
+    from curate.testing.runs import commit_table_as_stage
 
     start = time.perf_counter()
     spark = build_session("local[2]", app_name="bench-dedup", driver_memory="4g", shuffle_partitions=8)
@@ -137,13 +138,9 @@ def run_curate(
     extra: dict = {}
     for run in range(runs):
         ctx = RunContext(str(workdir / f"curate-{run}"), master="local[2]").use_session(spark)
-        source = Stage(ctx, "02_url_dedup", config={"bench": True}, steps=[])
-        source.begin()
-        Path(source.tmp_path).mkdir(parents=True)
-        pq.write_table(_documents_table(corpus), f"{source.tmp_path}/part-00000.parquet")
-        source.commit(rows_in=len(corpus.doc_ids), rows_out=len(corpus.doc_ids), drops={})
+        source = commit_table_as_stage(ctx, "02_url_dedup", _documents_table(corpus), config={"bench": True})
         start = time.perf_counter()
-        run_dedup_stage(ctx, source.path, config=DedupConfig(verify=verify))
+        run_dedup_stage(ctx, source, config=DedupConfig(verify=verify))
         times.append(time.perf_counter() - start)
         stage_dir = ctx.stage_dir(NEAR_DEDUP_STAGE)
         phases = (read_manifest(stage_dir).extra or {}).get("seconds", {})  # type: ignore[union-attr]

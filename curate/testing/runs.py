@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from curate.classify.tokens import APPROX, N_TOKENS, TokenCountStep, count_tokens
 from curate.manifest import Manifest, write_manifest
 from curate.schema import CONTAMINATION, DOCUMENTS, DOMAIN_STATS, DUPLICATES, PREFIX_STATS, SCORE_FIELDS
+from curate.stage import RunContext, Stage
 
 GENERATED = pa.schema([*DOCUMENTS, N_TOKENS])
 # The stage names `curate run` uses (curate.pipeline).
@@ -458,3 +459,14 @@ def write_generated_stage(stage_dir: Path, shared_data: Path, raw_bytes: int, *,
         rows += table.num_rows
     write_stage_manifest(stage_dir, stage_dir.name, rows_in=rows, rows_out=rows)
     return rows
+
+
+def commit_table_as_stage(ctx: RunContext, name: str, table: pa.Table, *, config: dict[str, Any] | None = None) -> str:
+    """Commit `table` as the finished stage `name` of `ctx`'s run, through the runner's own Stage API, as an
+    earlier stage would have left it; returns the stage directory."""
+    stage = Stage(ctx, name, config=config or {"fixture": name}, steps=[])
+    stage.begin()
+    Path(stage.tmp_path).mkdir(parents=True)
+    pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
+    stage.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
+    return stage.path

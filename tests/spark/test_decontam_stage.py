@@ -9,10 +9,11 @@ import pyarrow.dataset as ds
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from decontam_support import BENCHMARKS, check_stage, finished_stage, planted_documents
+from decontam_support import BENCHMARKS, check_stage, planted_documents
 
 from curate.stage import RunContext, read_stage_table
 from curate.stages.decontam import CONTAMINATION_DIR, run_decontam_stage
+from curate.testing.runs import commit_table_as_stage
 
 pytestmark = pytest.mark.spark
 
@@ -29,7 +30,7 @@ def test_spark_stage_matches_local_runner(spark, shared_data: Path, tmp_path: Pa
     local_ctx = RunContext(str(tmp_path / "local"), runner="local")
     results = []
     for ctx in (spark_ctx, local_ctx):
-        source = finished_stage(ctx, "03_near_dedup", table)
+        source = commit_table_as_stage(ctx, "03_near_dedup", table)
         manifest = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
         stage_dir = ctx.stage_dir(manifest.stage)
         check_stage(stage_dir, table, plants, mode)

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from curate.evaluation.near_duplicates import PlantedCorpus, evaluate, jaccard, load_real_documents, plant
 from curate.manifest import read_manifest
 from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
-from curate.stage import RunContext, Stage, read_rejected_table, read_stage_table
+from curate.stage import RunContext, read_rejected_table, read_stage_table
 from curate.stages.dedup import (
     DUPLICATES_DIR,
     NEAR_DEDUP_STAGE,
@@ -26,6 +25,7 @@ from curate.stages.dedup import (
 )
 from curate.step import conform
 from curate.steps.minhash import shingles
+from curate.testing.runs import commit_table_as_stage
 
 pytestmark = pytest.mark.spark
 
@@ -41,16 +41,6 @@ def _documents(corpus: PlantedCorpus) -> pa.Table:
     table = corpus.table()
     table = table.append_column("math_score", pa.array([_score(d) for d in corpus.doc_ids], pa.float32()))
     return pa.Table.from_batches([conform(b, SCORED) for b in table.to_batches()], schema=SCORED)
-
-
-def _finished_stage(ctx: RunContext, name: str, table: pa.Table) -> str:
-    """Commit `table` as a finished stage through the runner's own API, as ingest would have."""
-    stage = Stage(ctx, name, config={"fixture": name}, steps=[])
-    stage.begin()
-    Path(stage.tmp_path).mkdir(parents=True)
-    pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
-    stage.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
-    return stage.path
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,7 @@ def corpus(real_documents: list[tuple[str, str, str]]) -> PlantedCorpus:
 @pytest.fixture(scope="module")
 def staged(spark, corpus: PlantedCorpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunContext, str]:
     ctx = RunContext(str(tmp_path_factory.mktemp("run")), master="local[2]").use_session(spark)
-    source = _finished_stage(ctx, "02_url_dedup", _documents(corpus))
+    source = commit_table_as_stage(ctx, "02_url_dedup", _documents(corpus))
     # Two shuffle partitions here, eight in the determinism test: the outputs must not differ.
     previous = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "2")
@@ -182,7 +172,9 @@ def test_incremental_dedup_against_an_earlier_dump(
     )
 
     ctx2 = RunContext(str(tmp_path / "dump2"), master="local[2]").use_session(spark)
-    manifest = run_dedup_stage(ctx2, _finished_stage(ctx2, "02_url_dedup", _documents(dump)), previous=[str(earlier)])
+    manifest = run_dedup_stage(
+        ctx2, commit_table_as_stage(ctx2, "02_url_dedup", _documents(dump)), previous=[str(earlier)]
+    )
     assert manifest.balanced and manifest.extra["previous"] == [str(earlier)]
     duplicates = read_stage_table(f"{ctx2.stage_dir(NEAR_DEDUP_STAGE)}/{DUPLICATES_DIR}").to_pylist()
     kept_of = {r["doc_id"]: r["kept_doc_id"] for r in duplicates}

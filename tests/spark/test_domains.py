@@ -6,24 +6,15 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from curate.schema import DOCUMENTS
-from curate.stage import RunContext, Stage, read_stage_table
+from curate.stage import RunContext, read_stage_table
 from curate.stages.domains import PREFIXES_DIR, DomainConfig, run_domains
 from curate.steps.urls import normalize_url, registered_domain
+from curate.testing.runs import commit_table_as_stage
 
 pytestmark = pytest.mark.spark
-
-
-def _commit_table(ctx: RunContext, name: str, table: pa.Table) -> str:
-    stage = Stage(ctx, name, config={"fixture": name}, steps=["fixture"])
-    stage.begin()
-    Path(stage.tmp_path).mkdir(parents=True)
-    pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
-    stage.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
-    return stage.path
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +45,7 @@ def pages(shared_data: Path) -> pa.Table:
 
 def test_domain_fractions_flags_and_prefixes(spark, pages: pa.Table, tmp_path: Path) -> None:
     ctx = RunContext(str(tmp_path)).use_session(spark)
-    scored = _commit_table(ctx, "scored", pages)
+    scored = commit_table_as_stage(ctx, "scored", pages)
     hosts = [r["host"] for r in pages.to_pylist() if "stackexchange" in r["host"]]
     math_host = max(set(hosts), key=hosts.count)
     # "Collected": every page of the main StackExchange host, and one page of every other host.
@@ -64,7 +55,7 @@ def test_domain_fractions_flags_and_prefixes(spark, pages: pa.Table, tmp_path: P
         if row["host"] == math_host or row["host"] not in seen_hosts:
             collected.append(row)
         seen_hosts.add(row["host"])
-    selected = _commit_table(ctx, "selected", pa.Table.from_pylist(collected, schema=DOCUMENTS))
+    selected = commit_table_as_stage(ctx, "selected", pa.Table.from_pylist(collected, schema=DOCUMENTS))
 
     manifest = run_domains(ctx, "domains", scored, selected, DomainConfig(flag_threshold=0.10))
     stats = {r["domain"]: r for r in read_stage_table(str(tmp_path / "domains")).to_pylist()}

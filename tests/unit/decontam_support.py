@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import xxhash
 
 from curate.decontam import index as index_module
@@ -24,7 +23,7 @@ from curate.decontam.index import IndexConfig, NGramIndex
 from curate.decontam.loaders import REGISTRY_PATH, iter_texts, load_texts, shared_benchmarks
 from curate.decontam.reference import Page, clean_pages, web_text_pages
 from curate.schema import CONTAMINATION, DOCUMENTS, DROP_DETAIL, DROP_REASON
-from curate.stage import RunContext, Stage, read_rejected_table, read_stage_table
+from curate.stage import read_rejected_table, read_stage_table
 from curate.stages.decontam import CONTAMINATION_DIR
 from curate.step import conform
 
@@ -104,15 +103,6 @@ def planted_documents(shared_data: Path, clean: int = 40) -> tuple[pa.Table, dic
     }
     table = pa.table(rows)
     return pa.Table.from_batches([conform(b, DOCUMENTS) for b in table.to_batches()], schema=DOCUMENTS), plants
-
-
-def finished_stage(ctx: RunContext, name: str, table: pa.Table) -> str:
-    stage = Stage(ctx, name, config={"fixture": name}, steps=[])
-    stage.begin()
-    Path(stage.tmp_path).mkdir(parents=True)
-    pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
-    stage.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
-    return stage.path
 
 
 def check_stage(stage_dir: str, table: pa.Table, plants: dict[str, tuple[str, str]], mode: str) -> None:

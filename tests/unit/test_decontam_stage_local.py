@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from decontam_support import BENCHMARKS, check_stage, finished_stage, planted_documents
+from decontam_support import BENCHMARKS, check_stage, planted_documents
 
 from curate.errors import ConfigError
 from curate.stage import RunContext
 from curate.stages.decontam import run_decontam_stage
+from curate.testing.runs import commit_table_as_stage
 
 
 @pytest.mark.parametrize("mode", ["drop", "cut"])
 def test_local_stage(shared_data: Path, tmp_path: Path, mode: str) -> None:
     table, plants = planted_documents(shared_data)
     ctx = RunContext(str(tmp_path / "run"), runner="local")
-    source = finished_stage(ctx, "03_near_dedup", table)
+    source = commit_table_as_stage(ctx, "03_near_dedup", table)
     manifest = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
     check_stage(ctx.stage_dir(manifest.stage), table, plants, mode)
     # The same stage again is skipped; the index is reused from the run directory.
@@ -43,7 +44,7 @@ def test_cli_decontaminate_local_runner(shared_data: Path, tmp_path: Path) -> No
 
     table, plants = planted_documents(shared_data, clean=12)
     ctx = RunContext(str(tmp_path / "run"), runner="local")
-    finished_stage(ctx, "03_near_dedup", table)
+    commit_table_as_stage(ctx, "03_near_dedup", table)
     args = [
         "decontaminate",
         "-o",
