@@ -109,6 +109,18 @@ class DedupConfig:
             if len(parts) not in (1, 2) or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
                 raise ConfigError(f"dedup.keep item {item!r}: expected 'column', 'column asc' or 'column desc'")
 
+    @property
+    def edge_threshold(self) -> float:
+        """The Jaccard a candidate pair needs to be an edge of the graph."""
+        return 0.0 if self.verify == "none" else self.minhash.threshold
+
+    @property
+    def kept_threshold(self) -> float:
+        """The Jaccard a member needs with its cluster's kept document to be removed."""
+        if self.verify == "none":
+            return 0.0
+        return self.minhash.threshold if self.min_jaccard_to_kept is None else self.min_jaccard_to_kept
+
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["keep"] = list(self.keep)
@@ -452,16 +464,6 @@ def rank_members(
     return ranked.select("doc_id", "cluster_id", "kept_doc_id")
 
 
-def assign_kept(
-    components: DataFrame, attributes: DataFrame, config: DedupConfig, earlier: DataFrame | None = None
-) -> DataFrame:
-    """(doc_id, cluster_id, kept_doc_id) for every document a component's kept document would remove."""
-    from pyspark.sql import functions as F
-
-    ranked = rank_members(components, attributes, config, earlier)
-    return ranked.where(F.col("doc_id") != F.col("kept_doc_id"))
-
-
 def assign_stars(
     edges: DataFrame,
     signatures: DataFrame,
@@ -474,16 +476,14 @@ def assign_stars(
 
     Connected components alone chain: A~B and B~C put A and C together however far apart they are (on the
     benchmark corpus, 6 of 6,687 merged pairs had a true Jaccard below 0.5). So a component only removes the
-    members whose own signature agrees with the kept document's at `minhash.threshold`; the rest, with the
-    component's earlier documents other than the kept one, form the residual graph (their verified edges among
-    themselves), which the next pass clusters the same way. Every pass assigns at least each component's kept
+    members whose own Jaccard with the kept document (as `verify` measures it) reaches `kept_threshold`; the
+    rest, with the component's earlier documents other than the kept one, form the residual graph (their
+    verified edges among themselves), which the next pass clusters the same way. Every pass assigns at least each component's kept
     document, so the residual shrinks; after `max_passes` whatever is left is kept, never removed on a chain.
     """
     from pyspark.sql import functions as F
 
-    threshold = config.minhash.threshold if config.min_jaccard_to_kept is None else config.min_jaccard_to_kept
-    if config.verify == "none":
-        threshold = 0.0
+    threshold = config.kept_threshold
     sig = signatures.select("doc_id", "minhash")
     kept_sig = sig.select(F.col("doc_id").alias("kept_doc_id"), F.col("minhash").alias("kept_minhash"))
     removed: list[DataFrame] = []
@@ -602,7 +602,7 @@ def find_duplicates(
                 scored, texts, params.ngram, threshold=params.threshold, margin=config.exact_margin
             )
         scored = _cut_lineage(scored)
-    threshold = 0.0 if config.verify == "none" else params.threshold
+    threshold = config.edge_threshold
     edges = scored.where(F.col("jaccard") >= F.lit(threshold))
     with _timed(timings, "components"):
         earlier_ids = None if previous is None else nodes_all.where(~F.col("is_new")).select("doc_id")
