@@ -53,8 +53,9 @@ DUPLICATES_DIR = "_duplicates"
 # Keep-rule columns that may be absent: math_score exists only once the classifier stage has run.
 OPTIONAL_KEEP_COLUMNS = frozenset({"math_score"})
 VERIFY_MODES = ("exact", "signature", "none")
-# Up to this many documents near the threshold, their ids are broadcast to filter the texts without a shuffle.
-BROADCAST_IDS = 2_000_000
+# Up to this many documents near the threshold, their ids are broadcast to filter the texts without a shuffle:
+# about 5 MB of ids through the driver, within Spark's own 10 MB auto-broadcast size; above it, a shuffle join.
+BROADCAST_IDS = 100_000
 
 
 @dataclass(frozen=True)
