@@ -10,7 +10,7 @@ ARGS ?=
 export JAVA_HOME ?= $(shell [ -d /usr/lib/jvm/java-17-openjdk-amd64 ] && echo /usr/lib/jvm/java-17-openjdk-amd64)
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup browser demo test test-fast lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,21 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# The report test renders the HTML report in headless Chromium (Debian package `chromium`). Installed quietly when
+# this user may run apt-get; otherwise one line says what to run, and that test skips saying the same.
+BROWSER_HINT := note: the report rendering test needs headless Chromium and skips without it; to run it: sudo apt-get install -y chromium
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt=apt-get; elif sudo -n true >/dev/null 2>&1; then apt="sudo -n apt-get"; else apt=; fi; \
+	if [ -n "$$apt" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing headless Chromium for the report test (apt-get install chromium)"; \
+	  DEBIAN_FRONTEND=noninteractive $$apt install -y -q chromium >/dev/null 2>&1 \
+	    || { DEBIAN_FRONTEND=noninteractive $$apt update -q >/dev/null 2>&1 \
+	         && DEBIAN_FRONTEND=noninteractive $$apt install -y -q chromium >/dev/null 2>&1; } \
+	    || echo "$(BROWSER_HINT) (apt-get failed here)"; \
+	else echo "$(BROWSER_HINT)"; fi
 
 demo: setup
 	$(BIN)/curate run $(foreach pattern,$(INPUT),--input '$(pattern)') --out $(OUT) --config $(CONFIG) $(ARGS)

@@ -1,11 +1,13 @@
 """The HTML report in a real browser: headless Chromium renders it without script errors, and crawled
 strings carrying markup (`<script>alert(1)</script>` in URLs, text, domains, n-grams) stay text.
 
-Chromium is the Debian package (`apt-get install chromium`; .ci/run installs it).
+Chromium is the Debian package (`apt-get install chromium`; `make setup` installs it when it may). Without it the
+rendering test skips with one line saying what to run, except in CI (`CURATE_REQUIRE_BROWSER=1`), where it fails.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -29,7 +31,10 @@ def hostile_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def chromium() -> str:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
-        pytest.fail("headless Chromium is needed to render the report: apt-get install -y chromium (.ci/run does)")
+        message = "headless Chromium renders the report; to run this test: sudo apt-get install -y chromium"
+        if os.environ.get("CURATE_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     return binary
 
 
