@@ -7,6 +7,7 @@ reads like the math web pages the classifier will score.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import xml.etree.ElementTree as ET
@@ -168,22 +169,6 @@ def url_key(url: str | None) -> str | None:
 
 _CNXML_SKIP = {"metadata", "media", "image", "label", "link-group"}
 _CNXML_BLOCK = {"para", "title", "item", "equation", "row", "caption", "problem", "solution", "section", "note"}
-# Symbols web pages write as LaTeX commands: rewriting them makes textbook math look like web math.
-_LATEX_SYMBOLS = {
-    "−": "-", "×": "\\times", "·": "\\cdot", "÷": "\\div", "±": "\\pm", "≤": "\\le", "≥": "\\ge",
-    "≠": "\\ne", "≈": "\\approx", "∞": "\\infty", "∫": "\\int", "∑": "\\sum", "∏": "\\prod",
-    "→": "\\to", "⇒": "\\Rightarrow", "∂": "\\partial", "∇": "\\nabla", "√": "\\sqrt", "∈": "\\in",
-    "α": "\\alpha", "β": "\\beta", "γ": "\\gamma", "δ": "\\delta", "Δ": "\\Delta", "ε": "\\varepsilon",
-    "θ": "\\theta", "λ": "\\lambda", "μ": "\\mu", "π": "\\pi", "ρ": "\\rho", "σ": "\\sigma",
-    "Σ": "\\Sigma", "τ": "\\tau", "φ": "\\phi", "ω": "\\omega", "Ω": "\\Omega", "°": "^\\circ",
-    "′": "'", "…": "\\ldots", "⋯": "\\cdots",
-}  # fmt: skip
-_LATEX_FUNCTIONS = frozenset((
-    "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "lim", "ln", "log", "exp", "max", "min", "sup", "inf", "det",
-))  # fmt: skip
-_MATHML_TOKENS = frozenset(("mi", "mn", "mo", "mtext", "ms"))
-_ACCENTS = {"¯": "\\overline", "→": "\\vec", "^": "\\hat", "˙": "\\dot", "~": "\\tilde"}
 
 
 def _local(tag: str | Any) -> str:
@@ -205,7 +190,7 @@ def _walk_cnxml(elem: ET.Element, out: list[str], display: bool = False) -> None
     if name in _CNXML_SKIP:
         return
     if name == "math":
-        latex = _mathml(elem).strip()
+        latex = _mathml_latex(elem)
         delimiter = "$$" if display else "$"
         out.append(f" {delimiter}{latex}{delimiter} " if latex else " ")
         return
@@ -222,45 +207,18 @@ def _walk_cnxml(elem: ET.Element, out: list[str], display: bool = False) -> None
         out.append("\n")
 
 
-def _mathml(elem: ET.Element) -> str:
-    name = _local(elem.tag)
-    if name in _MATHML_TOKENS:
-        text = (elem.text or "").strip()
-        if text in _LATEX_FUNCTIONS:
-            return f"\\{text}"
-        return "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in text)
-    if name == "annotation" or name == "annotation-xml":
-        return ""
-    kids = list(elem)
-    parts = [_mathml(child) for child in kids]
-    if name == "mspace":
-        return " "
-    if name == "mfrac" and len(parts) == 2:
-        return f"\\frac{{{parts[0]}}}{{{parts[1]}}}"
-    if name == "msup" and len(parts) == 2:
-        return f"{{{parts[0]}}}^{{{parts[1]}}}"
-    if name == "msub" and len(parts) == 2:
-        return f"{{{parts[0]}}}_{{{parts[1]}}}"
-    if name in ("msubsup", "munderover") and len(parts) == 3:
-        return f"{{{parts[0]}}}_{{{parts[1]}}}^{{{parts[2]}}}"
-    if name == "munder" and len(parts) == 2:
-        return f"{{{parts[0]}}}_{{{parts[1]}}}"
-    if name == "mover" and len(parts) == 2:
-        accent = (kids[1].text or "").strip()
-        command = _ACCENTS.get(accent)
-        return f"{command}{{{parts[0]}}}" if command else f"\\overset{{{parts[1]}}}{{{parts[0]}}}"
-    if name == "msqrt":
-        return f"\\sqrt{{{' '.join(parts)}}}"
-    if name == "mroot" and len(parts) == 2:
-        return f"\\sqrt[{parts[1]}]{{{parts[0]}}}"
-    if name == "mfenced":
-        separator = elem.get("separators", ",").strip()[:1]
-        return f"{elem.get('open', '(')}{f'{separator} '.join(parts)}{elem.get('close', ')')}"
-    if name == "mtable":
-        return "\\begin{array} " + " \\\\ ".join(parts) + " \\end{array}"
-    if name == "mtr":
-        return " & ".join(parts)
-    return " ".join(p for p in parts if p)
+def _mathml_latex(math: ET.Element) -> str:
+    """LaTeX of a `<m:math>` element through the converter web pages go through, so a seed text and a crawled
+    page spell the same formula the same way (`x^2`, never `{x}^{2}`)."""
+    from curate.steps.mathml import mathml_to_latex
+
+    plain = copy.deepcopy(math)
+    for node in plain.iter():
+        # The converter parses markup as HTML: `{http://www.w3.org/1998/Math/MathML}mi` must become `mi`.
+        node.tag = _local(node.tag)
+        for key in [k for k in node.attrib if k.startswith("{")]:
+            del node.attrib[key]
+    return mathml_to_latex(ET.tostring(plain, encoding="unicode")).strip()
 
 
 def documents_table(docs: Iterable[SeedDoc]) -> pa.Table:
