@@ -240,6 +240,19 @@ def run_pipeline(
     *,
     on_stage: Callable[[Manifest], None] | None = None,
 ) -> RunResult:
+    """Run every stage under the run directory's lock: a second writer into the same run is refused."""
+    from curate.run_lock import run_lock
+
+    with run_lock(ctx.run_dir):
+        return _run_locked(ctx, warc_paths, config, on_stage)
+
+
+def _run_locked(
+    ctx: RunContext,
+    warc_paths: list[str],
+    config: PipelineConfig,
+    on_stage: Callable[[Manifest], None] | None,
+) -> RunResult:
     from curate.classify.select import SelectConfig
     from curate.stages.classify import run_score_stage, run_select_stage
     from curate.stages.dedup import run_dedup_stage

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import CurateError
+from curate.errors import ConfigError, CurateError
 from curate.io import fs
 from curate.manifest import MANIFEST_NAME, Manifest, canonical_json, config_hash, fingerprint
 from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, REJECTED, spark_schema, without_drop_fields
@@ -42,6 +43,27 @@ log = logging.getLogger(__name__)
 REJECTED_DIR = "_rejected"
 LOCAL_ROWS_PER_FILE = 50_000
 LOCAL_BATCH_ROWS = 1000
+# A plain name starts with a letter or digit: `.x` and `_x` are hidden from readers, `-x` reads as an option.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Suffixes curate gives its own scratch directories beside a stage; a stage named so would overwrite one.
+_SCRATCH_SUFFIXES = (".tmp", ".work", ".old")
+
+
+def plain_stage_name(name: str, option: str = "--name") -> str:
+    """`name` if it is one plain directory name (no separators, not empty, not `.`/`..`), else a ConfigError."""
+    if not _PLAIN_NAME.fullmatch(name) or name.endswith(_SCRATCH_SUFFIXES):
+        raise ConfigError(
+            f"{option} {name!r}: a stage name is one plain directory name inside the run "
+            "(letters, digits, '.', '_', '-'; not empty, no '/', not ending in .tmp/.work/.old), e.g. 03_near_dedup"
+        )
+    return name
+
+
+def checked_stage_path(name: str) -> str:
+    """A stage's path relative to the run: plain names joined by '/' (`iter-01/02_math_score`), nothing else."""
+    for part in name.split("/"):
+        plain_stage_name(part, option="stage")
+    return name
 
 
 @dataclass
@@ -68,7 +90,8 @@ class RunContext:
         return self
 
     def stage_dir(self, name: str) -> str:
-        return fs.join(self.run_dir, name)
+        """Where stage `name` lives; the name is checked so that no stage path leaves the run directory."""
+        return fs.join(self.run_dir, *checked_stage_path(name).split("/"))
 
 
 def files_fingerprint(paths: list[str]) -> str:
@@ -116,6 +139,7 @@ class Stage:
         self.config_hash = config_hash(config, steps)
         self.fingerprint = fingerprint(self.config_hash, fingerprints)
         self._started = 0.0
+        self._locked = False
 
     def finished(self) -> Manifest | None:
         """The committed manifest if this exact stage (config, steps, inputs) already ran."""
@@ -127,9 +151,27 @@ class Stage:
         return None
 
     def begin(self) -> None:
+        """Lock the run directory (held until `commit`) and clear this stage's own staging directory."""
+        from curate.run_lock import acquire_run_lock
+
+        acquire_run_lock(self.ctx.run_dir)
+        self._locked = True
         self._started = time.monotonic()
+        self._check_replaceable()
         fs.remove_tree(self.tmp_path)
         fs.make_dirs(self.tmp_path.rsplit("/", 1)[0])
+
+    def _check_replaceable(self) -> None:
+        """Committing replaces `self.path`: allowed only for an earlier output of a stage (or an empty directory)."""
+        if not fs.exists(self.path) or fs.exists(fs.join(self.path, MANIFEST_NAME)):
+            return
+        local = fs.local_path(self.path)
+        if fs.is_local(self.path) and os.path.isdir(local) and not os.listdir(local):
+            return
+        raise ConfigError(
+            f"{self.path} exists and is not a curate stage (no {MANIFEST_NAME}): "
+            "move it away or give the stage another name"
+        )
 
     def commit(
         self,
@@ -163,9 +205,15 @@ class Stage:
         if not fs.exists(self.tmp_path):
             fs.make_dirs(self.tmp_path)
         fs.write_text(fs.join(self.tmp_path, MANIFEST_NAME), manifest.to_json())
+        self._check_replaceable()
         if fs.exists(self.path):
             fs.remove_tree(self.path)
         fs.rename(self.tmp_path, self.path)
+        if self._locked:
+            from curate.run_lock import release_run_lock
+
+            release_run_lock(self.ctx.run_dir)
+            self._locked = False
         return manifest
 
 

@@ -101,7 +101,10 @@ def score(
     spark_conf: SparkConfOption = None,
 ) -> None:
     """Add math_score, model_id (and n_tokens) to every document of a stage; nothing is dropped."""
+    from curate.stage import plain_stage_name
     from curate.stages.classify import run_score_stage
+
+    plain_stage_name(name)
 
     ctx = make_context(run_dir, master, local_runner, force, spark_conf)
     manifest = run_score_stage(ctx, model, input_stage, tokenizer=None if no_tokens else tokenizer, name=name)
@@ -138,7 +141,10 @@ def select(
 ) -> None:
     """Select scored documents by --min-score and/or --token-budget; the rest go to _rejected/ with a reason."""
     from curate.classify.select import SelectConfig, parse_token_count
+    from curate.stage import plain_stage_name
     from curate.stages.classify import run_select_stage
+
+    plain_stage_name(name)
 
     if min_score is None and token_budget is None:
         raise ConfigError("select: give --min-score, --token-budget, or both")

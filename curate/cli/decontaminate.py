@@ -48,7 +48,10 @@ def decontaminate(
     from rich.table import Table
 
     from curate.io import fs
+    from curate.stage import plain_stage_name
     from curate.stages.decontam import run_decontam_stage
+
+    plain_stage_name(name)
 
     ctx = make_context(run_dir, master, local_runner, force, spark_conf)
     source_dir = source if ("/" in source or "://" in source) else ctx.stage_dir(source)

@@ -43,7 +43,10 @@ def dedup(
     """
     from curate.config import load_config
     from curate.io import fs
+    from curate.stage import plain_stage_name
     from curate.stages.dedup import dedup_config, run_dedup_stage
+
+    plain_stage_name(name)
 
     raw = load_config(config, list(set_ or []))
     unknown = sorted(set(raw) - {"dedup"})

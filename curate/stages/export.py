@@ -10,7 +10,7 @@ The plan (Spark; under the local runner a local[*] session, as for dedup: a glob
     EXPORT rows --shard of doc_id (JVM expression)--> hash partition by shard, sort by doc_id
         --> Spark writes one file per shard --> renamed data/part-NNNNN-of-MMMMM.parquet
     per shard: size, sha256, footer rows (executors); doc_id digest (driver) --> manifest.json last
-    `<out>.tmp` renamed to `<out>`: readers never see a half-written export
+    `<out>.export-<id>.tmp` (new, this export's own) renamed to `<out>`: readers never see a half-written export
 
 Layout: `<out>/manifest.json` and `<out>/data/part-NNNNN-of-MMMMM.parquet` (read `<out>/data` whole with
 Spark, pyarrow, DuckDB or HF datasets; the manifest lists every shard with its sha256).
@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -649,14 +650,30 @@ def read_export_manifest(out_dir: str) -> dict[str, Any] | None:
 # --- the export ----------------------------------------------------------------------------------------
 
 
+def _scratch_beside(out: str, kind: str) -> str:
+    """A new sibling of `out` for this export alone: nothing already beside --out is reused or deleted.
+
+    An interrupted export leaves its `<out>.export-<id>.tmp` behind (never touched again; safe to remove).
+    """
+    path = f"{out.rstrip('/')}.export-{uuid.uuid4().hex[:12]}.{kind}"
+    if fs.exists(path):
+        raise CurateError(f"export: scratch directory {path} already exists; run the export again")
+    return path
+
+
+def _note_earlier_scratch(out: str) -> None:
+    if fs.is_local(out):
+        for left in sorted(Path(fs.local_path(out)).parent.glob(Path(out).name + ".export-*.tmp")):
+            log.warning("export: %s was left by an interrupted export; curate does not delete it", left)
+
+
 def _commit(tmp: str, out: str) -> None:
     """Put the finished `tmp` where readers look. Replacing an earlier export leaves `out` absent for the
     moment between two renames (directories cannot be swapped atomically), never half-written."""
     if not fs.exists(out):
         fs.rename(tmp, out)
         return
-    old = out.rstrip("/") + ".old"
-    fs.remove_tree(old)
+    old = _scratch_beside(out, "old")
     fs.rename(out, old)
     fs.rename(tmp, out)
     fs.remove_tree(old)
@@ -698,8 +715,8 @@ def run_export(
         return previous
     _check_target(out_dir)
 
-    tmp = out_dir.rstrip("/") + ".tmp"
-    fs.remove_tree(tmp)
+    tmp = _scratch_beside(out_dir, "tmp")
+    _note_earlier_scratch(out_dir)
     fs.make_dirs(tmp)
     work = fs.join(tmp, _WORK_DIR)
     spark = ctx.spark

@@ -205,9 +205,11 @@ def test_an_interrupted_export_leaves_nothing_where_readers_look(
         with pytest.raises(KeyboardInterrupt):
             run_export(RunContext(str(run.run_dir)).use_session(spark), str(out), target_shard_bytes=SMALL_TARGET)
     assert not out.exists()
-    assert any((tmp_path / "corpus.tmp" / "data").glob("part-*.parquet"))  # the debris is beside, not at, the target
+    # The debris is beside, not at, the target, under a name only this export used.
+    (debris,) = tmp_path.glob("corpus.export-*.tmp")
+    assert any((debris / "data").glob("part-*.parquet"))
 
-    # The CLI's export finishes the job (same Spark session: getOrCreate) and clears the debris.
+    # The CLI's export finishes the job (same Spark session: getOrCreate); the debris is not its to delete.
     from typer.testing import CliRunner
 
     from curate.cli.main import app
@@ -221,7 +223,7 @@ def test_an_interrupted_export_leaves_nothing_where_readers_look(
         spark.conf.set("spark.sql.shuffle.partitions", partitions)  # the CLI's session builder resizes it
     assert result.exit_code == 0, result.output
     first = _verify(out)
-    assert not (tmp_path / "corpus.tmp").exists()
+    assert [p.name for p in tmp_path.glob("corpus.export-*")] == [debris.name]  # left alone, not reused
 
     # Replacing an export: a crash before the commit leaves the previous one whole.
     def crash(paths: list[str]) -> str:
