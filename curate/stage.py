@@ -152,12 +152,16 @@ class Stage:
 
     def begin(self) -> None:
         """Lock the run directory (held until `commit`) and clear this stage's own staging directory."""
-        from curate.run_lock import acquire_run_lock
+        from curate.run_lock import acquire_run_lock, release_run_lock
 
         acquire_run_lock(self.ctx.run_dir)
+        try:
+            self._check_replaceable()
+        except ConfigError:
+            release_run_lock(self.ctx.run_dir)
+            raise
         self._locked = True
         self._started = time.monotonic()
-        self._check_replaceable()
         fs.remove_tree(self.tmp_path)
         fs.make_dirs(self.tmp_path.rsplit("/", 1)[0])
 
@@ -454,10 +458,11 @@ def run_step_stage(
     else:
         spark = ctx.spark
         if source_files is not None:
+            from curate.io.warc_sources import warc_files_frame
+
             n_input = len(source_files)
-            # One partition per file: a WARC file is the unit of parallelism and of failure.
-            rdd = spark.sparkContext.parallelize([(path,) for path in source_files], max(1, n_input))
-            df = spark.createDataFrame(rdd, spark_schema(input_schema))
+            # Paths (streamed by the executors), or file contents where only Hadoop can read the scheme.
+            df, input_schema = warc_files_frame(spark, source_files)
         else:
             assert source_stage is not None
             df = spark.read.parquet(fs.to_uri(source_stage))
