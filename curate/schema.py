@@ -127,6 +127,26 @@ PREFIX_STATS = pa.schema(
     ]
 )
 
+# Pages shown on a domain's review screen: for each flagged domain a few collected and a few uncollected pages.
+DOMAIN_SAMPLES = pa.schema(
+    [
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("collected", pa.bool_()),
+        pa.field("title", pa.string()),  # documents keep no HTML title: the first line of the main text
+        pa.field("snippet", pa.string()),
+    ]
+)
+# The uncollected pages of every site (registered domain) holding a flagged domain: what the review counts to say
+# how many pages a label would add to the next seed.
+UNCOLLECTED_PAGES = pa.schema(
+    [
+        pa.field("registered_domain", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+    ]
+)
+
 # Human annotations (issue 5): one JSONL record per line under annotations/.
 ANNOTATIONS = pa.schema(
     [

@@ -117,6 +117,30 @@ def matches(url: str, pattern: str) -> bool:
     return path == "/" + p_path or path.startswith("/" + p_path + "/")
 
 
+def domain_key(name: str | None) -> str | None:
+    """The pattern spelling of a host or registered domain, as every domain statistic, the review and the matcher
+    key it (`www.Archive.org` -> `archive.org`); None for a name that cannot be a pattern."""
+    if not name:
+        return None
+    try:
+        key = normalize_pattern(name)
+    except PatternError:
+        return None
+    return key if "/" not in key else None
+
+
+def url_prefixes(url: str | None, depth: int, domain: str | None = None) -> list[str]:
+    """The patterns of a URL's first 1..`depth` path segments (`host/a`, `host/a/b`), and the bare host when it is
+    a subdomain of `domain` (a registered-domain key): what the review offers to label inside a domain."""
+    host, path = split_url(url or "")
+    if domain_key(host) != host:  # no host, or not one a pattern can name
+        return []
+    segments = path.split("/")[1:] if path else []
+    prefixes = [host] if domain is not None and host != domain else []
+    prefixes += ["/".join([host, *segments[:n]]) for n in range(1, min(depth, len(segments)) + 1)]
+    return prefixes
+
+
 class PatternMatcher:
     """Labels URLs with the most specific of many patterns. Build once, call `label` per URL.
 

@@ -1,11 +1,15 @@
-"""Interactive review of domain statistics: one keypress labels a domain or a path prefix.
+"""Interactive review of domain statistics: one screen per flagged domain, one keypress per label.
 
-The queue is every flagged domain, largest first (pages seen), each followed by its prefix suggestions with the
-most collected pages first. A suggestion this annotator has already labelled (any iteration) or skipped in this
-iteration is left out, which is how a review resumes where it stopped: labels live in the store, skips in a
-small progress file under `<root>/.review/`.
+Each screen shows the domain's counts, its top URL prefixes (numbered 1-9) with their counts, a few collected and
+uncollected sample pages, and what a label would do: how many uncollected pages it would bring into the next seed,
+counted with the seed expansion's own matcher and rule (`curate.stages.seed.seed_joining`). `m`/`n` label the
+domain and move on; a digit picks a prefix, then `m`/`n` label that prefix and the screen stays for more.
 
-Everything printed from the statistics (domains, URLs, snippets) is crawled content: it goes through
+A domain this annotator has labelled (or labelled a listed prefix of, any iteration) or skipped in this iteration is
+left out, which is how a review resumes where it stopped: labels live in the store, skips in a small progress file
+under `<root>/.review/`.
+
+Everything printed from the statistics (domains, URLs, titles, snippets) is crawled content: it goes through
 `clean_for_terminal` and into rich `Text` objects, never into markup strings.
 """
 
@@ -15,27 +19,21 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from curate.annotate.patterns import PatternError, PatternMatcher, normalize_pattern
+from curate.annotate.patterns import PatternMatcher
+from curate.annotate.stats import DomainItem, ReviewQueue
 from curate.annotate.store import MATH, NOT_MATH, AnnotationStore, AppendReceipt, check_annotator
-from curate.errors import ConfigError, InputError
-from curate.schema import DOMAIN_STATS, PREFIX_STATS
+from curate.errors import InputError
 
-_DOMAIN_COLUMNS = tuple(DOMAIN_STATS.names)
-_PREFIX_REQUIRED = ("domain", "prefix", "pages_seen", "pages_collected", "collected_fraction", "sample_urls")
 _SPACES = re.compile(r"\s+")
-SAMPLES_SHOWN = 3
-PREFIXES_SHOWN = 12
 
 
 def clean_for_terminal(text: str | None, limit: int = 200) -> str:
@@ -51,108 +49,8 @@ def clean_for_terminal(text: str | None, limit: int = 200) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
-@dataclass(frozen=True)
-class Suggestion:
-    pattern: str
-    domain: str
-    kind: str  # "domain" | "prefix"
-    pages_seen: int
-    pages_collected: int
-    collected_fraction: float
-    samples: tuple[tuple[str, str], ...] = ()  # (url, snippet)
-
-
-@dataclass
-class ReviewQueue:
-    items: list[Suggestion]
-    prefixes: dict[str, list[Suggestion]] = field(default_factory=dict)  # domain pattern -> its prefix items
-    domains: dict[str, Suggestion] = field(default_factory=dict)
-    skipped_rows: int = 0  # rows whose domain or prefix is not a valid pattern
-
-
-def _fraction(row: dict) -> float:
-    if row.get("collected_fraction") is not None:
-        return float(row["collected_fraction"])
-    seen = row.get("pages_seen") or 0
-    return (row.get("pages_collected") or 0) / seen if seen else 0.0
-
-
-def load_stats(directory: Path) -> tuple[list[dict], list[dict]]:
-    """(domain rows, prefix rows) from every Parquet file under `directory`, told apart by their columns so the
-    layout of the domains stage's output does not matter. `_`- and `.`-prefixed paths (rejected rows, temporary
-    files) are ignored."""
-    if not directory.is_dir():
-        raise ConfigError(f"--stats: {directory} is not a directory")
-    domains: list[dict] = []
-    prefixes: list[dict] = []
-    for path in sorted(directory.rglob("*.parquet")):
-        if any(part.startswith(("_", ".")) for part in path.relative_to(directory).parts):
-            continue
-        try:
-            names = pq.read_schema(path).names
-        except (pa.ArrowException, OSError) as err:
-            raise InputError(str(path), f"not a readable Parquet file: {err}") from None
-        if "prefix" in names:
-            missing = [c for c in _PREFIX_REQUIRED if c not in names]
-            wanted = [c for c in PREFIX_STATS.names if c in names]
-            target = prefixes
-        elif "flagged" in names:
-            missing = [c for c in _DOMAIN_COLUMNS if c not in names]
-            wanted = list(_DOMAIN_COLUMNS)
-            target = domains
-        else:
-            raise InputError(str(path), "neither domain statistics (no 'flagged' column) nor prefix statistics")
-        if missing:
-            raise InputError(str(path), f"missing column {missing[0]!r}")
-        target.extend(pq.read_table(path, columns=wanted).to_pylist())
-    if not domains:
-        raise InputError(str(directory), "no domain statistics (Parquet with a 'flagged' column) found")
-    return domains, prefixes
-
-
-def build_queue(domain_rows: Sequence[dict], prefix_rows: Sequence[dict], *, all_domains: bool = False) -> ReviewQueue:
-    queue = ReviewQueue(items=[])
-    by_domain: dict[str, list[Suggestion]] = {}
-    for row in prefix_rows:
-        try:
-            domain, pattern = normalize_pattern(row["domain"]), normalize_pattern(row["prefix"])
-        except PatternError:
-            queue.skipped_rows += 1
-            continue
-        urls = row.get("sample_urls") or []
-        snippets = row.get("sample_snippets") or []
-        samples = tuple((url, snippets[i] if i < len(snippets) else "") for i, url in enumerate(urls) if url)
-        by_domain.setdefault(domain, []).append(
-            Suggestion(
-                pattern, domain, "prefix", row["pages_seen"] or 0, row["pages_collected"] or 0, _fraction(row), samples
-            )
-        )
-    for suggestions in by_domain.values():
-        suggestions.sort(key=lambda s: (-s.pages_collected, -s.pages_seen, s.pattern))
-    rows = [row for row in domain_rows if all_domains or row["flagged"]]
-    rows.sort(key=lambda row: (-(row["pages_seen"] or 0), row["domain"]))
-    for row in rows:
-        try:
-            domain = normalize_pattern(row["domain"])
-        except PatternError:
-            queue.skipped_rows += 1
-            continue
-        if domain in queue.domains:
-            continue
-        children = [s for s in by_domain.get(domain, []) if s.pattern != domain]
-        samples = tuple(sample for child in children for sample in child.samples[:1])[:SAMPLES_SHOWN]
-        item = Suggestion(
-            domain, domain, "domain", row["pages_seen"] or 0, row["pages_collected"] or 0, _fraction(row), samples
-        )
-        queue.domains[domain] = item
-        queue.prefixes[domain] = children
-        queue.items.append(item)
-        queue.items.extend(children)
-    return queue
-
-
 class ReviewProgress:
-    """The patterns an annotator skipped in one iteration (labels need no progress file: they are in the store)."""
+    """The domains an annotator skipped in one iteration (labels need no progress file: they are in the store)."""
 
     def __init__(self, root: Path, annotator: str, iteration: int) -> None:
         self.path = root / ".review" / f"{check_annotator(annotator)}.iter-{iteration:02d}.json"
@@ -185,6 +83,7 @@ class ReviewProgress:
 class _Action:
     index: int
     key: str  # m | n | s
+    pattern: str
     receipt: AppendReceipt | None = None
 
 
@@ -197,7 +96,13 @@ class ReviewSummary:
     remaining: int = 0
 
 
-KEYS_HELP = "m math   n not-math   s skip   u undo   q quit"
+KEYS_HELP = "m math   n not-math   1-9 pick a prefix, then m/n   0 whole domain   s skip   u undo   q quit"
+
+
+def _site(pattern: str) -> str:
+    from curate.steps.urls import registered_domain
+
+    return registered_domain(pattern.partition("/")[0])
 
 
 class ReviewSession:
@@ -226,8 +131,10 @@ class ReviewSession:
         self.summary = ReviewSummary()
 
     def _pending(self, index: int) -> bool:
-        pattern = self.queue.items[index].pattern
-        return pattern not in self.labelled and pattern not in self.progress.skipped
+        item = self.queue.items[index]
+        if item.pattern in self.labelled or item.pattern in self.progress.skipped:
+            return False
+        return not any(prefix.pattern in self.labelled for prefix in item.prefixes)
 
     def _next(self, index: int) -> int:
         while index < len(self.queue.items) and not self._pending(index):
@@ -239,34 +146,50 @@ class ReviewSession:
 
     def run(self) -> ReviewSummary:
         index = self._next(0)
+        chosen: int | None = None  # the picked prefix of the current screen, None: the whole domain
         while True:
             if index >= len(self.queue.items):
-                self.console.print(Text(f"Review queue done ({len(self.queue.items)} suggestions).   u undo   q quit"))
+                self.console.print(Text(f"Review queue done ({len(self.queue.items)} domains).   u undo   q quit"))
                 key = self._key()
                 if key == "u" and self.history:
-                    index = self._undo()
+                    index, chosen = self._undo(), None
                     continue
                 break
-            self._render(index)
+            item = self.queue.items[index]
+            self._render(index, chosen)
             key = self._key()
             if key == "q":
                 break
             if key == "u":
                 if self.history:
-                    index = self._undo()
+                    index, chosen = self._undo(), None
                 else:
                     self.console.print(Text("nothing to undo in this session", style="yellow"))
-                continue
-            if key in ("m", "n", "s"):
-                self._act(index, key)
-                index = self._next(index + 1)
+            elif key.isdigit():
+                number = int(key)
+                if number == 0 or number <= len(item.prefixes):
+                    chosen = number - 1 if number else None
+                else:
+                    self.console.print(Text(f"no prefix {number} on this screen", style="yellow"))
+            elif key in ("m", "n"):
+                pattern = item.prefixes[chosen].pattern if chosen is not None else item.pattern
+                self._label(index, key, pattern, "prefix" if chosen is not None else "domain")
+                if chosen is None:
+                    index = self._next(index + 1)
+                chosen = None
+            elif key == "s":
+                self.progress.skip(item.pattern)
+                self.summary.skipped += 1
+                self.history.append(_Action(index, key, item.pattern))
+                self.console.print(Text(f"skipped {item.pattern}"))
+                index, chosen = self._next(index + 1), None
             else:
                 self.console.print(Text(f"keys: {KEYS_HELP}", style="yellow"))
         self.summary.remaining = self.remaining()
         self.console.print(
             Text(
                 f"math {self.summary.math}, not-math {self.summary.not_math}, skipped {self.summary.skipped}, "
-                f"undone {self.summary.undone}; {self.summary.remaining} suggestions left"
+                f"undone {self.summary.undone}; {self.summary.remaining} domains left"
             )
         )
         return self.summary
@@ -281,46 +204,51 @@ class ReviewSession:
             return ""
         return raw[0].lower()
 
-    def _act(self, index: int, key: str) -> None:
-        item = self.queue.items[index]
-        if key == "s":
-            self.progress.skip(item.pattern)
-            self.summary.skipped += 1
-            self.history.append(_Action(index, key))
-            self.console.print(Text(f"skipped {item.pattern}"))
-            return
+    def _label(self, index: int, key: str, pattern: str, kind: str) -> None:
         label = MATH if key == "m" else NOT_MATH
         _, receipt = self.store.add(
-            item.pattern, label, annotator=self.annotator, iteration=self.iteration, note=f"review {item.kind}"
+            pattern, label, annotator=self.annotator, iteration=self.iteration, note=f"review {kind}"
         )
-        self.labelled.add(item.pattern)
+        self.labelled.add(pattern)
         if key == "m":
             self.summary.math += 1
         else:
             self.summary.not_math += 1
-        self.history.append(_Action(index, key, receipt))
-        self.console.print(Text(f"marked {item.pattern} {label}", style="green" if key == "m" else "red"))
+        self.history.append(_Action(index, key, pattern, receipt))
+        self.console.print(Text(f"marked {pattern} {label}", style="green" if key == "m" else "red"))
 
     def _undo(self) -> int:
         action = self.history.pop()
-        item = self.queue.items[action.index]
         if action.receipt is not None:
             if not self.store.undo(action.receipt):
                 self.console.print(
-                    Text(f"cannot undo {item.pattern}: its file changed since; use `curate annotate remove`", "red")
+                    Text(f"cannot undo {action.pattern}: its file changed since; use `curate annotate remove`", "red")
                 )
                 return self._next(action.index)
-            self.labelled.discard(item.pattern)
+            self.labelled.discard(action.pattern)
             if action.key == "m":
                 self.summary.math -= 1
             else:
                 self.summary.not_math -= 1
         else:
-            self.progress.unskip(item.pattern)
+            self.progress.unskip(action.pattern)
             self.summary.skipped -= 1
         self.summary.undone += 1
-        self.console.print(Text(f"undone: {item.pattern}", style="yellow"))
+        self.console.print(Text(f"undone: {action.pattern}", style="yellow"))
         return action.index
+
+    def seed_change(self, pattern: str, labels: dict[str, str]) -> tuple[int, int] | None:
+        """(pages labelling `pattern` math would add to the next seed, pages not-math would take out), counted on
+        the uncollected pages of the pattern's site; None when the statistics hold no `_uncollected/` pages."""
+        if self.queue.uncollected is None:
+            return None
+        from curate.stages.seed import seed_joining
+
+        urls = self.queue.uncollected.urls(_site(pattern))
+        now = seed_joining(PatternMatcher(labels), urls)
+        gain = seed_joining(PatternMatcher({**labels, pattern: MATH}), urls) - now
+        loss = now - seed_joining(PatternMatcher({**labels, pattern: NOT_MATH}), urls)
+        return gain, loss
 
     def _label_text(self, pattern: str, effective: dict, matcher: PatternMatcher) -> Text:
         record = effective.get(pattern)
@@ -331,45 +259,62 @@ class ReviewSession:
             return Text(f"{hit[1]} via {hit[0]}", style="dim")
         return Text("-", style="dim")
 
-    def _render(self, index: int) -> None:
-        item = self.queue.items[index]
-        domain = self.queue.domains.get(item.domain)
+    def _seed_text(self, pattern: str, labels: dict[str, str]) -> Text:
+        change = self.seed_change(pattern, labels)
+        if change is None:
+            return Text("next seed: unknown (these statistics have no _uncollected/ pages)", style="dim")
+        gain, loss = change
+        return Text(
+            f"next seed: m on {clean_for_terminal(pattern, 120)} adds {gain:,} uncollected pages, n removes {loss:,}",
+            style="bold",
+        )
+
+    def _render(self, index: int, chosen: int | None) -> None:
+        item: DomainItem = self.queue.items[index]
         effective = self.store.effective()
         matcher = PatternMatcher({p: r.label for p, r in effective.items()})
+        # The seed of this iteration counts annotations up to it, exactly as the pipeline's expansion does.
+        labels = self.store.labels(up_to_iteration=self.iteration)
 
         header = Text()
         header.append(f"[{self.remaining()} left] ", style="dim")
-        header.append(f"{item.kind} ", style="bold")
+        header.append("domain ", style="bold")
         header.append(clean_for_terminal(item.pattern, 120), style="bold cyan")
         header.append(
-            f"   seen {item.pages_seen:,}   collected {item.pages_collected:,}   ({item.collected_fraction:.1%})"
+            f"   seen {item.pages_seen:,}   collected {item.pages_collected:,}   ({item.collected_fraction:.1%})   "
         )
-        current = Text("label now: ").append_text(self._label_text(item.pattern, effective, matcher))
-        if domain is not None and item.kind == "prefix":
-            current.append(
-                f"   domain {domain.pattern}: seen {domain.pages_seen:,}, collected {domain.collected_fraction:.1%}"
-            )
+        header.append("label now: ").append_text(self._label_text(item.pattern, effective, matcher))
+        parts: list = [header]
 
-        prefixes = self.queue.prefixes.get(item.domain, [])
-        table = Table(title=f"prefix suggestions ({len(prefixes)})", expand=False, show_edge=False)
-        for name in ("", "prefix", "seen", "collected", "fraction", "label"):
-            table.add_column(name, justify="right" if name in ("seen", "collected", "fraction") else "left")
-        for prefix in prefixes[:PREFIXES_SHOWN]:
-            table.add_row(
-                Text(">" if prefix.pattern == item.pattern else ""),
-                Text(clean_for_terminal(prefix.pattern, 80)),
-                Text(f"{prefix.pages_seen:,}"),
-                Text(f"{prefix.pages_collected:,}"),
-                Text(f"{prefix.collected_fraction:.1%}"),
-                self._label_text(prefix.pattern, effective, matcher),
-            )
+        if item.prefixes:
+            table = Table(title=f"top URL prefixes ({len(item.prefixes)})", expand=False, show_edge=False)
+            for name in ("key", "prefix", "seen", "collected", "fraction", "label"):
+                table.add_column(name, justify="right" if name in ("seen", "collected", "fraction") else "left")
+            for number, prefix in enumerate(item.prefixes, start=1):
+                table.add_row(
+                    Text(f"{'>' if chosen == number - 1 else ' '}{number}", style="bold"),
+                    Text(clean_for_terminal(prefix.pattern, 80)),
+                    Text(f"{prefix.pages_seen:,}"),
+                    Text(f"{prefix.pages_collected:,}"),
+                    Text(f"{prefix.collected_fraction:.1%}"),
+                    self._label_text(prefix.pattern, effective, matcher),
+                )
+            parts.append(table)
+        else:
+            parts.append(Text("(no URL prefixes)", style="dim"))
 
         samples = Text()
-        for url, snippet in item.samples[:SAMPLES_SHOWN]:
-            samples.append(clean_for_terminal(url, 160) + "\n", style="underline")
-            samples.append("  " + (clean_for_terminal(snippet, 240) or "(no text)") + "\n", style="dim")
-        parts: list = [header, current]
-        if prefixes:
-            parts.append(table)
-        parts.append(samples if item.samples else Text("(no sample URLs)", style="dim"))
+        for sample in item.samples:
+            state = {True: "collected  ", False: "uncollected", None: "sample     "}[sample.collected]
+            samples.append(state + " ", style="green" if sample.collected else "yellow")
+            samples.append(clean_for_terminal(sample.url, 140) + "\n", style="underline")
+            if sample.title:
+                samples.append("    " + clean_for_terminal(sample.title, 120) + "\n", style="bold")
+            samples.append("    " + (clean_for_terminal(sample.snippet, 200) or "(no text)") + "\n", style="dim")
+        parts.append(samples if item.samples else Text("(no sample pages)", style="dim"))
+
+        target = item.prefixes[chosen].pattern if chosen is not None else item.pattern
+        if chosen is not None:
+            parts.append(Text(f"picked prefix {chosen + 1}: {clean_for_terminal(target, 120)}", style="bold cyan"))
+        parts.append(self._seed_text(target, labels))
         self.console.print(Panel(Group(*parts), subtitle=KEYS_HELP))

@@ -239,8 +239,16 @@ class AnnotationStore:
             latest[record.pattern] = record
         return {pattern: latest[pattern] for pattern in sorted(latest) if not latest[pattern].removed}
 
-    def matcher(self) -> PatternMatcher:
-        return PatternMatcher({pattern: record.label for pattern, record in self.effective().items()})
+    def labels(self, up_to_iteration: int | None = None) -> dict[str, str]:
+        """pattern -> label of the effective annotations; with `up_to_iteration`, only records of iterations up to
+        it count, which is what the seed expansion of that iteration applies."""
+        records = self.read()
+        if up_to_iteration is not None:
+            records = [record for record in records if record.iteration <= up_to_iteration]
+        return {pattern: record.label for pattern, record in self.effective(records).items()}
+
+    def matcher(self, up_to_iteration: int | None = None) -> PatternMatcher:
+        return PatternMatcher(self.labels(up_to_iteration))
 
     def append(self, records: Sequence[Annotation]) -> AppendReceipt:
         """Append records that all belong to one file, as one atomic write."""

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from curate.annotate.review import ReviewSession, build_queue, clean_for_terminal, load_stats
+from curate.annotate.review import ReviewSession, clean_for_terminal
+from curate.annotate.stats import build_queue, load_stats
 from curate.annotate.store import Annotation, AnnotationStore, check_annotator, read_pattern_file, utc_now
 from curate.errors import ConfigError, CurateError
 
@@ -228,13 +229,16 @@ def review(
     iteration: IterationOption = None,
     root: RootOption = DEFAULT_ROOT,
 ) -> None:
-    """Label flagged domains and prefix suggestions one key at a time: m math, n not-math, s skip, u undo, q quit."""
+    """Label flagged domains one screen at a time: counts, top URL prefixes, sample pages and how many uncollected
+    pages a label brings into the next seed. m math, n not-math, 1-9 pick a prefix then m/n, s skip, u undo, q quit."""
     with _reported():
         if not _has_terminal():
-            raise ConfigError("review reads single keys and needs a terminal")
+            raise ConfigError(
+                "review reads single keys and needs a terminal; without one, label patterns with "
+                "`curate annotate add DOMAIN/PATH --label math|not-math` or `curate annotate import FILE`"
+            )
         store = AnnotationStore(root)
-        domains, prefixes = load_stats(stats)
-        queue = build_queue(domains, prefixes, all_domains=all_domains)
+        queue = build_queue(load_stats(stats), all_domains=all_domains)
         if queue.skipped_rows:
             err.print(Text(f"{queue.skipped_rows} statistics rows have no valid host/path pattern and are left out"))
         session = ReviewSession(

@@ -13,6 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.annotate.patterns import PatternMatcher
+from curate.annotate.store import MATH, NOT_MATH
 from curate.manifest import Manifest, canonical_json
 from curate.schema import arrow_schema_of, spark_schema, with_drop_fields
 from curate.stage import RunContext, Stage, StepsFunction, count_rows, write_spark_output
@@ -20,6 +22,20 @@ from curate.stages.classify import with_collected_flag
 from curate.step import Step, mark_dropped
 
 SEED_STEP = "seed_expansion_v1"
+
+
+def under_math_pattern(labels: pa.Array) -> pa.Array:
+    """Where the matcher's label makes an uncollected page join the seed: exactly "math" (not-math or none stays)."""
+    return pc.equal(pc.fill_null(labels, ""), MATH)
+
+
+def seed_joining(matcher: PatternMatcher, uncollected_urls: pa.Array | pa.ChunkedArray) -> int:
+    """How many of these uncollected pages seed expansion would add under `matcher`'s labels.
+
+    The review calls this with the same matcher class and the same test as `SeedMatchStep`, so the count it shows
+    before a label is saved is what the next seed expansion does with that label.
+    """
+    return int(pc.sum(under_math_pattern(matcher.label_array(uncollected_urls))).as_py() or 0)
 
 
 class SeedMatchStep(Step):
@@ -34,8 +50,6 @@ class SeedMatchStep(Step):
         self._unpicklable = ("_matcher",)
 
     def setup(self) -> None:
-        from curate.annotate.patterns import PatternMatcher
-
         self._matcher = PatternMatcher(self.labels)
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
@@ -46,8 +60,8 @@ class SeedMatchStep(Step):
         collected = pc.fill_null(batch.column("collected"), False)
         batch = batch.drop_columns(["collected"])
         batch = mark_dropped(batch, collected, "already_collected")
-        batch = mark_dropped(batch, pc.equal(pc.fill_null(labels, ""), "not-math"), "not_math_pattern")
-        return mark_dropped(batch, pc.invert(pc.equal(pc.fill_null(labels, ""), "math")), "no_math_pattern")
+        batch = mark_dropped(batch, pc.equal(pc.fill_null(labels, ""), NOT_MATH), "not_math_pattern")
+        return mark_dropped(batch, pc.invert(under_math_pattern(labels)), "no_math_pattern")
 
 
 def labels_digest(labels: dict[str, str]) -> str:
