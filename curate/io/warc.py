@@ -111,9 +111,8 @@ def split_content_type(header: str | None) -> tuple[str, str | None]:
 
 
 def _open(path: str) -> BinaryIO:
-    if fs.is_local(path):
-        return open(fs.local_path(path), "rb")
-    raise ValueError(f"{path}: remote WARC paths are read through Spark's binaryFile source")
+    """Local, object-store and HTTP files are streamed in bounded reads (curate.io.fs.open_input)."""
+    return fs.open_input(path)
 
 
 class WarcFileReader:
@@ -181,10 +180,7 @@ class WarcFileReader:
     def _size(self) -> int | None:
         if self.data is not None:
             return len(self.data)
-        try:
-            return os.path.getsize(fs.local_path(self.warc_path))
-        except OSError:
-            return None
+        return fs.file_size(self.warc_path)
 
     def _rows_from_single_member(self, skip: int) -> Iterator[RecordRow]:
         yield self._file_problem(

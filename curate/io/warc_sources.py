@@ -1,10 +1,12 @@
 """WARC input files as the Spark DataFrame that ingest's ReadWarcStep consumes.
 
-Local paths (and `file://` URIs) become a DataFrame of paths, one partition per file: each executor opens
-its file and streams it, so memory does not grow with file size. That only works where every executor sees
-the same filesystem. Paths on a cluster filesystem (`s3a://`, `hdfs://`, `gs://`, `abfs://`) are read by
-Spark's `binaryFile` source instead, so Hadoop's filesystem layer (credentials, retries, block locality)
-does the I/O, and ReadWarcStep parses the records from the `content` column.
+Files an executor can open itself (local paths and `file://` URIs on a filesystem every executor sees,
+`s3://`/`s3a://`, `gs://`, `http(s)://`; see `curate.io.fs.streams_directly`) become a DataFrame of paths,
+one partition per file: each executor opens its file and streams it in bounded reads, so memory does not
+grow with file size. Paths on other Hadoop filesystems (`hdfs://`, `viewfs://`, `abfs://`...) have no
+Python reader that works without native Hadoop libraries: Spark's `binaryFile` source reads them through
+its Hadoop layer (credentials, retries, block locality), and ReadWarcStep parses the records from the
+`content` column.
 
 The cost of `binaryFile`: a whole file is one row, held by the executor in the JVM, then in an Arrow batch,
 then as Python bytes. A 1 GB Common Crawl WARC therefore wants several GB of executor plus PySpark memory,
@@ -30,7 +32,7 @@ WARC_FILE_CONTENTS = pa.schema([*WARC_FILES, pa.field("content", pa.binary())])
 
 
 def reads_through_hadoop(paths: list[str]) -> bool:
-    return any(not fs.is_local(path) for path in paths)
+    return any(not fs.streams_directly(path) for path in paths)
 
 
 def _qualified(spark: SparkSession, path: str) -> str:
