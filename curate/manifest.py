@@ -1,8 +1,10 @@
 """`_manifest.json`: what a stage did, written last so its presence means the stage finished.
 
-A stage's *fingerprint* hashes its resolved config, its step names (versions included) and its inputs'
-fingerprints. It is independent of timings, so re-running an unchanged upstream stage does not
-invalidate everything below it, and the same input and config always give the same fingerprint.
+A stage's *fingerprint* hashes its resolved config, its step names (versions included), the source of
+the code that does the work, and its inputs' fingerprints. It is independent of timings, so re-running an
+unchanged upstream stage does not invalidate everything below it, and the same input and config always
+give the same fingerprint. Raw input files (WARCs, seed corpora, benchmark files) are fingerprinted by
+content, so an in-place edit that keeps a file's size still re-runs the stages it feeds.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ def config_hash(config: dict[str, Any], steps: list[str]) -> str:
     return hashlib.sha256(canonical_json({"config": config, "steps": steps}).encode()).hexdigest()[:16]
 
 
-def fingerprint(config_digest: str, input_fingerprints: list[str]) -> str:
-    return hashlib.sha256(canonical_json([config_digest, sorted(input_fingerprints)]).encode()).hexdigest()[:16]
+def fingerprint(config_digest: str, input_fingerprints: list[str], code: dict[str, str] | None = None) -> str:
+    parts: list[Any] = [config_digest, sorted(input_fingerprints)]
+    if code:
+        parts.append(code)
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -48,6 +53,8 @@ class Manifest:
     curate_version: str = __version__
     problems: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Digest of the source of each piece of code the stage ran (see curate.fingerprints.code_versions).
+    code: dict[str, str] = field(default_factory=dict)
     status: str = "complete"
 
     @property

@@ -176,6 +176,7 @@ def run_train(
         steps=[TRAIN_STEP],
         inputs=[negatives_stage, *seed_stages],
         input_fingerprints=[files_fingerprint(sorted(config.seed))],
+        code=[train_classifier],
     )
     done = stage.finished()
     if done is not None:

@@ -16,7 +16,6 @@ so they stay exact when Spark retries a task.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -30,8 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import ConfigError, CurateError
+from curate.fingerprints import code_versions, files_fingerprint
 from curate.io import fs
-from curate.manifest import MANIFEST_NAME, Manifest, canonical_json, config_hash, fingerprint
+from curate.manifest import MANIFEST_NAME, Manifest, config_hash, fingerprint
 from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, REJECTED, spark_schema, without_drop_fields
 from curate.step import Step, conform, final_schema, run_steps
 
@@ -94,20 +94,6 @@ class RunContext:
         return fs.join(self.run_dir, *checked_stage_path(name).split("/"))
 
 
-def files_fingerprint(paths: list[str]) -> str:
-    """Raw input files are identified by path and size (cheap; content hashing 1 GB WARCs is not)."""
-    entries = []
-    for path in paths:
-        size = -1
-        if fs.is_local(path):
-            try:
-                size = os.path.getsize(fs.local_path(path))
-            except OSError:
-                size = -1
-        entries.append((path, size))
-    return hashlib.sha256(canonical_json(entries).encode()).hexdigest()[:16]
-
-
 class Stage:
     """One execution of a stage: decides whether it is already done, stages output, commits it."""
 
@@ -120,7 +106,10 @@ class Stage:
         steps: list[str],
         inputs: list[str] | None = None,
         input_fingerprints: list[str] | None = None,
+        code: Iterable[Any] = (),
     ) -> None:
+        """`code`: classes, functions or modules (beyond the Step classes named in `steps`) whose source,
+        when edited, must re-run this stage."""
         self.ctx = ctx
         self.name = name
         self.config = config
@@ -137,7 +126,8 @@ class Stage:
             fingerprints.append(upstream.fingerprint)
             self.input_records.append({"path": input_dir, "fingerprint": upstream.fingerprint})
         self.config_hash = config_hash(config, steps)
-        self.fingerprint = fingerprint(self.config_hash, fingerprints)
+        self.code_versions = code_versions(steps, code)
+        self.fingerprint = fingerprint(self.config_hash, fingerprints, self.code_versions)
         self._started = 0.0
         self._locked = False
 
@@ -205,6 +195,7 @@ class Stage:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             problems=problems or [],
             extra=extra or {},
+            code=self.code_versions,
         )
         if not fs.exists(self.tmp_path):
             fs.make_dirs(self.tmp_path)
