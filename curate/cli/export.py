@@ -7,11 +7,17 @@ from typing import Annotated
 import typer
 
 from curate.cli.common import ForceOption, MasterOption, SparkConfOption, make_context
+from curate.cli.ingest import S3EndpointOption
 
 
 def export(
     run: Annotated[str, typer.Option("--run", help="Run directory to export from.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Directory the shards and manifest.json are written to.")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", "-o", help="Directory the shards and manifest.json are written to (local, hdfs://, s3://, gs://)."
+        ),
+    ],
     target_shard_mb: Annotated[
         float, typer.Option(help="Target size of a shard file in MiB (the last shard holds the remainder).")
     ] = 512.0,
@@ -22,15 +28,18 @@ def export(
     master: MasterOption = None,
     force: ForceOption = False,
     spark_conf: SparkConfOption = None,
+    s3_endpoint: S3EndpointOption = None,
 ) -> None:
     """Write the corpus as zstd Parquet shards ordered by doc_id, with sizes, checksums and token counts."""
     from rich.markup import escape
     from rich.table import Table
 
     from curate.cli.common import out as console
+    from curate.io.fs import use_s3_endpoint
     from curate.stages.export import ExportConfig, run_export
 
     config = ExportConfig(target_shard_bytes=int(target_shard_mb * 2**20))
+    use_s3_endpoint(s3_endpoint)  # the upload runs on the driver: no executor needs the endpoint
     ctx = make_context(run, master, False, force, spark_conf)
     manifest = run_export(ctx, out, source_stage=stage, config=config)
     table = Table(title=escape(f"curate export: {manifest['source_stage']} -> {out}"))

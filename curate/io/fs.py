@@ -93,7 +93,7 @@ def _store(uri_scheme: str, bucket: str, endpoint: str | None) -> pafs.FileSyste
 
 
 def arrow_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path inside it) for a local path or an object-store URI."""
+    """(pyarrow filesystem, path inside it) for a local path, an object-store URI or any URI pyarrow knows."""
     import pyarrow.fs as pafs
 
     if is_local(path):
@@ -101,7 +101,8 @@ def arrow_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     parsed = urlparse(str(path))
     found = parsed.scheme.lower()
     if found not in ARROW_SCHEMES:
-        raise ValueError(f"{path}: not an object-store path ({', '.join(ARROW_SCHEMES)})")
+        # hdfs:// through pyarrow's libhdfs binding, where the cluster provides it.
+        return pafs.FileSystem.from_uri(str(path))
     uri_scheme = "s3" if found == "s3a" else "gs" if found == "gcs" else found
     return _store(uri_scheme, parsed.netloc, os.environ.get(S3_ENDPOINT_ENV)), parsed.netloc + parsed.path
 
@@ -323,8 +324,6 @@ def _glob_matches(pattern_parts: list[str], parts: list[str]) -> bool:
 
 
 def _expand_object_store(pattern: str) -> list[str]:
-    import pyarrow.fs as pafs
-
     prefix = pattern[: pattern.index("://") + 3]
     try:
         filesystem, inner = arrow_filesystem(pattern)
@@ -332,11 +331,26 @@ def _expand_object_store(pattern: str) -> list[str]:
         if any(c in bucket for c in _GLOB_CHARS):
             raise ConfigError(f"--input {pattern}: a bucket name cannot be a pattern")
         matches = _object_store_matches(filesystem, inner)
-        if not matches and filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
-            raise ConfigError(f"--input {pattern}: bucket {bucket!r} does not exist (or is not visible to you)")
     except OSError as exc:
         raise ConfigError(f"--input {pattern}: {one_line(exc)}") from None
+    if not matches:
+        check_bucket(pattern, "--input")
     return [prefix + path for path in matches]
+
+
+def check_bucket(path: str, option: str) -> None:
+    """One line naming `path` and the cause if its bucket cannot be reached, read or found."""
+    import pyarrow.fs as pafs
+
+    try:
+        filesystem, inner = arrow_filesystem(path)
+        bucket = inner.split("/", 1)[0]
+        if filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise ConfigError(f"{option} {path}: bucket {bucket!r} does not exist (or is not visible to you)")
+        # A listing needs valid credentials even where the bucket check does not.
+        filesystem.get_file_info(pafs.FileSelector(inner.rstrip("/"), allow_not_found=True))
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: {one_line(exc)}") from None
 
 
 def _object_store_matches(filesystem: pafs.FileSystem, inner: str) -> list[str]:

@@ -12,6 +12,10 @@ The plan (Spark; under the local runner a local[*] session, as for dedup: a glob
     per shard: size, sha256, footer rows (executors); doc_id digest (driver) --> manifest.json last
     `<out>.export-<id>.tmp` (new, this export's own) renamed to `<out>`: readers never see a half-written export
 
+To `s3://` or `gs://` (pyarrow.fs, as for inputs): the same export is built in `<run>/_export-<id>.tmp`, then
+uploaded shard by shard, each sha256 checked by reading the upload back, and `manifest.json` written last;
+an earlier manifest is removed before the first upload, so a failed export leaves none.
+
 Layout: `<out>/manifest.json` and `<out>/data/part-NNNNN-of-MMMMM.parquet` (read `<out>/data` whole with
 Spark, pyarrow, DuckDB or HF datasets; the manifest lists every shard with its sha256).
 
@@ -30,6 +34,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,7 +62,6 @@ from curate.schema import (
 )
 
 if TYPE_CHECKING:
-    import pyarrow.fs as pafs
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from curate.stage import RunContext
@@ -499,20 +503,11 @@ def write_shards(frame: DataFrame, plan: ShardPlan, work: str, config: ExportCon
 # --- files: listing, hashing, moving (pyarrow filesystems, so the same code serves HDFS and S3) --------
 
 
-def _arrow_fs(path: str) -> tuple[pafs.FileSystem, str]:
-    import pyarrow.fs as pafs
-
-    if fs.is_local(path):
-        return pafs.LocalFileSystem(), str(Path(fs.local_path(path)).resolve())
-    uri = "s3://" + path[len("s3a://") :] if path.startswith("s3a://") else path
-    return pafs.FileSystem.from_uri(uri)
-
-
 def _list_files(directory: str) -> list[tuple[str, int]]:
     """(file name, size) of the files directly inside `directory`."""
     import pyarrow.fs as pafs
 
-    filesystem, root = _arrow_fs(directory)
+    filesystem, root = fs.arrow_filesystem(directory)
     infos = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     return sorted((info.base_name, int(info.size or 0)) for info in infos if info.type == pafs.FileType.File)
 
@@ -521,7 +516,7 @@ def shard_file_stats(path: str) -> dict[str, Any]:
     """Size, sha256 and footer figures of one written shard (runs on an executor)."""
     import pyarrow.parquet as pq
 
-    filesystem, local = _arrow_fs(path)
+    filesystem, local = fs.arrow_filesystem(path)
     digest = hashlib.sha256()
     size = 0
     with filesystem.open_input_stream(local) as stream:
@@ -547,7 +542,7 @@ def doc_ids_digest(paths: list[str]) -> str:
 
     digest = hashlib.sha256()
     for path in paths:
-        filesystem, local = _arrow_fs(path)
+        filesystem, local = fs.arrow_filesystem(path)
         with filesystem.open_input_file(local) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(columns=["doc_id"], batch_size=65_536):
                 ids = batch.column(0).to_pylist()
@@ -559,7 +554,7 @@ def doc_ids_digest(paths: list[str]) -> str:
 def _write_empty_shard(path: str) -> None:
     import pyarrow.parquet as pq
 
-    filesystem, local = _arrow_fs(path)
+    filesystem, local = fs.arrow_filesystem(path)
     with filesystem.open_output_stream(local) as sink:
         pq.write_table(EXPORT.empty_table(), sink, compression="zstd")
 
@@ -667,6 +662,75 @@ def _note_earlier_scratch(out: str) -> None:
             log.warning("export: %s was left by an interrupted export; curate does not delete it", left)
 
 
+def _scratch_in_run(run_dir: str) -> str:
+    """Where an export to an object store is built: Spark writes shards only where Hadoop can, so inside the
+    run directory (its `_` prefix keeps it out of the run's stages); the finished shards are uploaded."""
+    return fs.join(run_dir, f"_export-{uuid.uuid4().hex[:12]}.tmp")
+
+
+_SHARD_NAME = re.compile(r"part-\d{5}-of-\d{5}\.parquet")
+
+
+def _earlier_shards(out: str) -> list[str]:
+    """Files under an object-store `out` if every one is a shard a curate export wrote there (`data/part-*`);
+    raises if anything else is there."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = fs.arrow_filesystem(out)
+    listed = filesystem.get_file_info(pafs.FileSelector(root.rstrip("/"), recursive=True, allow_not_found=True))
+    found = []
+    for info in listed:
+        if info.type != pafs.FileType.File:
+            continue
+        relative = info.path[len(root.rstrip("/")) + 1 :]
+        directory, _, name = relative.rpartition("/")
+        if relative != MANIFEST_FILE and not (directory == DATA_DIR and _SHARD_NAME.fullmatch(name)):
+            raise CurateError(f"{out} holds {relative}, which a curate export did not write: pick another --out")
+        if relative != MANIFEST_FILE:
+            found.append(relative)
+    return found
+
+
+def publish_to_object_store(tmp: str, out: str, manifest: dict[str, Any]) -> None:
+    """Upload the finished export in `tmp` to `out` (s3://, gs://): the old manifest goes first, each shard is
+    uploaded and its sha256 checked by reading it back, shards of an earlier export that this one does not
+    rewrite are removed, and `manifest.json` is written last. A failure leaves `out` without a manifest."""
+    import pyarrow.fs as pafs
+
+    earlier = _earlier_shards(out)
+    filesystem, root = fs.arrow_filesystem(out)
+    root = root.rstrip("/")
+    if fs.exists(fs.join(out, MANIFEST_FILE)):
+        filesystem.delete_file(f"{root}/{MANIFEST_FILE}")
+    local, local_root = fs.arrow_filesystem(tmp)
+    for shard in manifest["shards"]:
+        target = fs.join(out, shard["path"])
+        pafs.copy_files(
+            f"{local_root}/{shard['path']}",
+            f"{root}/{shard['path']}",
+            source_filesystem=local,
+            destination_filesystem=filesystem,
+            chunk_size=_HASH_CHUNK,
+            use_threads=False,
+        )
+        uploaded = shard_file_stats(target)
+        if (uploaded["sha256"], uploaded["bytes"], uploaded["rows"]) != (
+            shard["sha256"],
+            shard["bytes"],
+            shard["rows"],
+        ):
+            raise CurateError(
+                f"export: {target} read back as {uploaded['bytes']} bytes sha256 {uploaded['sha256'][:16]}, "
+                f"written {shard['bytes']} bytes sha256 {shard['sha256'][:16]}: the upload is corrupt, run it again"
+            )
+        log.info("export: uploaded %s (%d bytes, sha256 verified)", target, uploaded["bytes"])
+    current = {shard["path"] for shard in manifest["shards"]}
+    for relative in earlier:
+        if relative not in current:
+            filesystem.delete_file(f"{root}/{relative}")
+    fs.write_text(fs.join(out, MANIFEST_FILE), json.dumps(manifest, indent=2) + "\n")
+
+
 def _commit(tmp: str, out: str) -> None:
     """Put the finished `tmp` where readers look. Replacing an earlier export leaves `out` absent for the
     moment between two renames (directories cannot be swapped atomically), never half-written."""
@@ -680,6 +744,9 @@ def _commit(tmp: str, out: str) -> None:
 
 
 def _check_target(out: str) -> None:
+    if fs.is_object_store(out):
+        _earlier_shards(out)  # only a curate export's own files may be there
+        return
     if not fs.exists(out) or read_export_manifest(out) is not None:
         return
     if fs.is_local(out) and Path(fs.local_path(out)).is_dir() and not any(Path(fs.local_path(out)).iterdir()):
@@ -709,14 +776,20 @@ def run_export(
     digest = config_hash(settings, [EXPORT_STEP])
     export_fingerprint = fingerprint(digest, list(inputs.values()))
 
+    remote = fs.is_object_store(out_dir)
+    if remote:
+        fs.check_bucket(out_dir, "--out")
     previous = read_export_manifest(out_dir)
     if previous is not None and previous.get("fingerprint") == export_fingerprint and not ctx.force:
         log.info("export in %s is up to date (fingerprint %s): skipped", out_dir, export_fingerprint)
         return previous
     _check_target(out_dir)
 
-    tmp = _scratch_beside(out_dir, "tmp")
-    _note_earlier_scratch(out_dir)
+    if remote:
+        tmp = _scratch_in_run(ctx.run_dir)
+    else:
+        tmp = _scratch_beside(out_dir, "tmp")
+        _note_earlier_scratch(out_dir)
     fs.make_dirs(tmp)
     work = fs.join(tmp, _WORK_DIR)
     spark = ctx.spark
@@ -793,6 +866,12 @@ def run_export(
         "wall_seconds": round(wall, 3),
         "written_mb_per_s": round(total_bytes / 1e6 / wall, 2) if wall > 0 else None,
     }
+    if remote:
+        try:
+            publish_to_object_store(tmp, out_dir, manifest)
+        finally:
+            fs.remove_tree(tmp)
+        return manifest
     fs.write_text(fs.join(tmp, MANIFEST_FILE), json.dumps(manifest, indent=2) + "\n")
     _commit(tmp, out_dir)
     return manifest
