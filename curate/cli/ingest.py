@@ -9,6 +9,14 @@ import typer
 from curate.cli.common import ForceOption, LocalOption, MasterOption, SparkConfOption, make_context, print_summary
 from curate.errors import ConfigError
 
+S3EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-endpoint",
+        help="S3-compatible endpoint (MinIO, Ceph, R2), e.g. http://127.0.0.1:9000. Default: $AWS_ENDPOINT_URL.",
+    ),
+]
+
 
 def ingest(
     input: Annotated[list[str], typer.Option("--input", "-i", help="WARC files, directories or globs (repeatable).")],
@@ -18,16 +26,25 @@ def ingest(
     force: ForceOption = False,
     spark_conf: SparkConfOption = None,
     max_record_mb: Annotated[float, typer.Option(help="Records larger than this are dropped as too_large.")] = 16.0,
+    s3_endpoint: S3EndpointOption = None,
 ) -> None:
-    """Read WARC files, keep HTML responses, extract text with its math, drop exact-URL duplicates."""
-    from curate.io.fs import expand_inputs
+    """Read WARC files, keep HTML responses, extract text with its math, drop exact-URL duplicates.
+
+    Inputs: local paths, s3:// (= s3a://), gs://, http(s):// (streamed by the executors), or any Hadoop scheme
+    (hdfs://, viewfs://: read through Spark's binaryFile source).
+    """
+    from curate.io.fs import expand_inputs, streams_directly, use_s3_endpoint
     from curate.stages.ingest import IngestConfig, run_ingest
 
+    executor_env = use_s3_endpoint(s3_endpoint)
     ctx = make_context(out, master, local_runner, force, spark_conf)
-    if any(not p.startswith(("file:", "/", ".")) and "://" in p for p in input):
-        ctx.spark  # noqa: B018 - remote globs are expanded by Hadoop, which needs the session
+    for key, value in executor_env.items():
+        ctx.spark_conf.setdefault(key, value)
+    through_hadoop = [p for p in input if not streams_directly(p)]
+    if through_hadoop and local_runner:
+        raise ConfigError(f"--input {through_hadoop[0]}: this scheme is read through Spark; drop --local-runner")
+    if through_hadoop:
+        ctx.spark  # noqa: B018 - Hadoop expands these globs, which needs the session
     paths = expand_inputs(input)
-    if not paths:
-        raise ConfigError(f"--input matched no WARC files: {' '.join(input)}")
     manifests = run_ingest(ctx, paths, IngestConfig(max_record_bytes=int(max_record_mb * 2**20)))
     print_summary(manifests, out)
