@@ -23,12 +23,21 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecordLoader
 
 from curate.io import fs
+from curate.io.warc_limits import (
+    CHUNK,
+    BoundedArchiveIterator,
+    HeaderTooLong,
+    LineReader,
+    gzip_member_end,
+    read_http_payload,
+)
 from curate.schema import NOTE_REASON
 
 DEFAULT_MAX_RECORD_BYTES = 16 * 2**20
@@ -51,6 +60,9 @@ READ_ERRORS = (
     AttributeError,
     TypeError,
 )
+# Errors of the byte stream itself (a cut-off or corrupt gzip stream): reading cannot go on past them.
+STREAM_ERRORS = (EOFError, zlib.error, OSError)
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -123,46 +135,100 @@ class WarcFileReader:
         self.max_record_bytes = max_record_bytes
         self.data = data
         self.problems: list[tuple[str, str]] = []
+        self._invalid_dates: dict[str, tuple[int, str]] = {}  # doc_id -> (offset, the WARC-Date as written)
 
     def _stream(self) -> BinaryIO:
         return io.BytesIO(self.data) if self.data is not None else _open(self.warc_path)
 
     def rows(self) -> Iterator[RecordRow]:
-        emitted = 0
-        last_end = 0
+        self._invalid_dates = {}
+        yielded: set[str] = set()
+        for row in self._rows():
+            yielded.add(str(row.doc_id))
+            yield row
+        invalid = sorted(value for doc_id, value in self._invalid_dates.items() if doc_id in yielded)
+        if invalid:
+            offset, written = invalid[0]
+            yield self._file_problem(
+                NOTE_REASON,
+                offset,
+                f"invalid_warc_date: {len(invalid)} records have a WARC-Date that is not a date (stored as null), "
+                f"the first at offset {offset}: {written[:60]!r}",
+            )
+
+    def _rows(self) -> Iterator[RecordRow]:
         try:
-            stream = self._stream()
+            with self._stream() as probe:
+                magic = probe.read(2)
         except OSError as exc:
             yield self._file_problem("unreadable_file", 0, f"cannot open: {exc}")
             return
+        if magic == GZIP_MAGIC or self.warc_path.endswith((".arc", ".arc.gz")):
+            yield from self._rows_from_members()
+            return
+        # Uncompressed WARC: read with our own framing, which also takes the ClueWeb dialect.
+        with self._stream() as stream:
+            yield from self._rows_from_text(stream, skip=0)
+
+    def _rows_from_members(self) -> Iterator[RecordRow]:
+        """Per-record gzip (Common Crawl's form) through warcio: offsets are those of the gzip members."""
+        emitted = 0
+        last_end = 0
+        start = 0
         last_row: RecordRow | None = None
         member_open = False
-        with stream:
-            iterator = ArchiveIterator(stream, check_digests=False)
-            try:
-                for record in iterator:
-                    if emitted == 0 and record.format != "warc" and not self.warc_path.endswith((".arc", ".arc.gz")):
-                        # warcio falls back to ARC for anything that is not WARC, and ARC's one-line header
-                        # matches almost any text: a stray HTML or log file would become phantom records.
-                        yield self._file_problem("unreadable_file", 0, "not a WARC file (no WARC/ version line)")
-                        return
-                    row = self._row(record, iterator)
-                    member_open = _gzip_member_open(iterator)
-                    last_end = (row.warc_record_offset or 0) + (row.warc_record_length or 0)
+        while True:
+            with self._stream() as stream:
+                stream.seek(start)
+                iterator = BoundedArchiveIterator(stream, check_digests=False)
+                try:
+                    for record in iterator:
+                        if (
+                            emitted == 0
+                            and record.format != "warc"
+                            and not self.warc_path.endswith((".arc", ".arc.gz"))
+                        ):
+                            # warcio falls back to ARC for anything that is not WARC, and ARC's one-line header
+                            # matches almost any text: a stray HTML or log file would become phantom records.
+                            yield self._file_problem("unreadable_file", 0, "not a WARC file (no WARC/ version line)")
+                            return
+                        row = self._row(record, iterator)
+                        member_open = _gzip_member_open(iterator)
+                        if emitted == 0 and _member_holds_more(iterator):
+                            # The first gzip member holds more than one record: the whole file is one member
+                            # (browsertrix, ClueWeb09), which warcio does not read past its first record.
+                            yield from self._rows_from_single_member()
+                            return
+                        last_end = (row.warc_record_offset or 0) + (row.warc_record_length or 0)
+                        emitted += 1
+                        last_row = row
+                        yield row
+                except HeaderTooLong as exc:
+                    # The rest of this record's gzip member is skipped unread; warcio resumes at the next one.
+                    bad_at = iterator.offset
+                    last_row = self._bad_header(bad_at, exc)
                     emitted += 1
-                    last_row = row
-                    yield row
-            except ArchiveLoadFailed as exc:
-                if "single gzip" in str(exc) or "beyond single record" in str(exc):
-                    yield from self._rows_from_single_member(skip=emitted)
+                    yield last_row
+                    end = gzip_member_end(stream, bad_at)
+                    if end is None:
+                        detail = f"gzip member at offset {bad_at} is cut off or corrupt"
+                        yield self._file_problem("truncated_record", bad_at, detail)
+                        return
+                    start = last_end = end
+                    member_open = False
+                    continue
+                except ArchiveLoadFailed as exc:
+                    if member_open or "single gzip" in str(exc) or "beyond single record" in str(exc):
+                        yield from self._rows_from_single_member(skip=emitted)
+                        return
+                    reason = "unreadable_file" if emitted == 0 else "truncated_record"
+                    yield self._file_problem(reason, last_end, _one_line(exc))
                     return
-                reason = "unreadable_file" if emitted == 0 else "truncated_record"
-                yield self._file_problem(reason, last_end, _one_line(exc))
-                return
-            except READ_ERRORS as exc:
-                reason = "unreadable_file" if emitted == 0 else "truncated_record"
-                yield self._file_problem(reason, last_end, _one_line(exc))
-                return
+                except READ_ERRORS as exc:
+                    reason = "unreadable_file" if emitted == 0 else "truncated_record"
+                    yield self._file_problem(reason, last_end, _one_line(exc))
+                    return
+            break
         if emitted == 0:
             yield self._file_problem("empty_file", 0, "no WARC records")
             return
@@ -180,31 +246,85 @@ class WarcFileReader:
     def _size(self) -> int | None:
         if self.data is not None:
             return len(self.data)
-        return fs.file_size(self.warc_path)
+        try:
+            return os.path.getsize(fs.local_path(self.warc_path))
+        except OSError:
+            return None
 
-    def _rows_from_single_member(self, skip: int) -> Iterator[RecordRow]:
+    def _rows_from_single_member(self, skip: int = 0) -> Iterator[RecordRow]:
         yield self._file_problem(
             NOTE_REASON, 0, "single_gzip_member: whole file is one gzip member; offsets are in the decompressed stream"
         )
-        emitted = 0
-        last_end = 0
-        try:
-            with self._stream() as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-                iterator = ArchiveIterator(unzipped, check_digests=False)
-                for record in iterator:
-                    row = self._row(record, iterator)
-                    last_end = (row.warc_record_offset or 0) + (row.warc_record_length or 0)
-                    emitted += 1
-                    if emitted > skip:
-                        yield row
-                # warcio takes an EOFError from the decompressor for the end of the input: ask gzip itself
-                # whether the member really ended (a cut-off file raises EOFError here).
-                if unzipped.read(1):
-                    raise ValueError("data after the last record that is not a WARC record")
-        except READ_ERRORS as exc:
-            yield self._file_problem("truncated_record", last_end, _one_line(exc))
+        with self._stream() as raw, gzip.GzipFile(fileobj=raw) as unzipped:
+            yield from self._rows_from_text(cast(BinaryIO, unzipped), skip=skip)
 
-    def _row(self, record: Any, iterator: ArchiveIterator) -> RecordRow:
+    def _rows_from_text(self, stream: BinaryIO, skip: int) -> Iterator[RecordRow]:
+        """Records of an uncompressed WARC stream, after the first `skip`. Tolerant of the ClueWeb09 dialect of
+        WARC/0.18 (and of 0.17): header lines ending in a bare LF, and a block whose Content-Length runs
+        right up to the next `WARC/` line with no blank line between. A record whose headers do not parse is
+        a problem row, and reading resumes at the next line that starts with `WARC/`."""
+        reader = LineReader(stream)
+        loader = ArcWarcRecordLoader(verify_http=False, arc2warc=False)
+        seen = 0
+        pending: tuple[int, bytes] | None = None
+        start = 0
+        try:
+            while True:
+                pending = pending or _next_nonblank_line(reader)
+                if pending is None:
+                    break
+                (start, status_line), pending = pending, None
+                if not status_line.startswith(b"WARC/"):
+                    if seen == 0 and skip == 0:
+                        yield self._file_problem("unreadable_file", start, "not a WARC file (no WARC/ version line)")
+                        return
+                    pending = _next_version_line(reader)
+                    skipped = (pending[0] if pending else reader.tell()) - start
+                    yield self._file_problem("truncated_record", start, f"{skipped} bytes that are not a WARC record")
+                    continue
+                try:
+                    record = loader.parse_record_stream(reader, status_line, known_format="warc")
+                except HeaderTooLong as exc:
+                    seen += 1
+                    if seen > skip:
+                        yield self._bad_header(start, exc)
+                    pending = _next_version_line(reader)
+                    continue
+                except STREAM_ERRORS:
+                    raise
+                except READ_ERRORS as exc:
+                    pending = _next_version_line(reader)
+                    yield self._file_problem(
+                        "truncated_record", start, f"record headers do not parse: {_one_line(exc)}"
+                    )
+                    continue
+                if _int(record.rec_headers.get_header("Content-Length")) is None:
+                    pending = _next_version_line(reader)
+                    yield self._file_problem("truncated_record", start, "WARC header block without a Content-Length")
+                    continue
+                seen += 1
+                row = self._row(record, _RecordSpan(reader, record, start))
+                if seen > skip:
+                    yield row
+        except STREAM_ERRORS as exc:
+            # A decompression error or a cut-off gzip stream: nothing after this point can be read.
+            yield self._file_problem("truncated_record", start, _one_line(exc))
+            return
+        if seen == 0 and skip == 0:
+            yield self._file_problem("empty_file", 0, "no WARC records")
+
+    def _bad_header(self, offset: int, exc: HeaderTooLong) -> RecordRow:
+        return RecordRow(
+            doc_id=make_doc_id(None, self.warc_path, offset),
+            warc_path=self.warc_path,
+            warc_record_offset=offset,
+            warc_record_length=None,
+            warc_record_type=None,
+            drop_reason="bad_header",
+            drop_detail=f"{exc}; the record was skipped unread",
+        )
+
+    def _row(self, record: Any, iterator: ArchiveIterator | _RecordSpan) -> RecordRow:
         headers = record.rec_headers
         record_type = (record.rec_type or "").lower()
         url = headers.get_header("WARC-Target-URI")
@@ -218,6 +338,7 @@ class WarcFileReader:
             warc_date=parse_warc_date(headers.get_header("WARC-Date")),
             url=url,
         )
+        written_date = headers.get_header("WARC-Date")
         if record_type != "response":
             row.drop_reason = "not_response"
             row.drop_detail = record_type or "untyped"
@@ -238,15 +359,7 @@ class WarcFileReader:
                 row.drop_reason = "non_html"
                 row.drop_detail = mime[:100]
             else:
-                payload, error = self._read_payload(record)
-                if error is not None:
-                    row.drop_reason = "decode_error"
-                    row.drop_detail = error
-                elif len(payload) > self.max_record_bytes:
-                    row.drop_reason = "too_large"
-                    row.drop_detail = f"payload > {self.max_record_bytes} bytes"
-                else:
-                    row.payload = payload
+                row.payload, row.drop_reason, row.drop_detail = read_http_payload(record, self.max_record_bytes)
         # Offsets are known once the record has been consumed.
         row.warc_record_offset = iterator.get_record_offset()
         row.warc_record_length = iterator.get_record_length()
@@ -263,28 +376,9 @@ class WarcFileReader:
             row.drop_detail = "WARC header block without Content-Length (cut off or corrupt)"
             row.payload = None
         row.doc_id = make_doc_id(headers.get_header("WARC-Record-ID"), self.warc_path, row.warc_record_offset)
+        if written_date and row.warc_date is None:
+            self._invalid_dates[row.doc_id] = (row.warc_record_offset or 0, written_date)
         return row
-
-    def _read_payload(self, record: Any) -> tuple[bytes, str | None]:
-        """HTTP body with transfer and content encodings undone; (b"", reason) if that fails."""
-        encoding = (record.http_headers.get_header("Content-Encoding") or "").strip().lower()
-        if encoding == "br":
-            # warcio's brotli path breaks on current brotli releases (no `unused_data`): decode it here.
-            raw = record.raw_stream.read(self.max_record_bytes + 1)
-            try:
-                import brotli
-
-                return brotli.decompress(raw), None
-            except ImportError:
-                return b"", "content-encoding br: brotli is not installed"
-            except Exception:  # brotli.error; its type is not importable under one stable name
-                # Some crawlers (browsertrix) store the decoded body but keep the Content-Encoding header:
-                # hand the raw bytes on and let HTML sniffing decide.
-                return raw, None
-        try:
-            return record.content_stream().read(self.max_record_bytes + 1), None
-        except (zlib.error, OSError, ValueError, EOFError) as exc:
-            return b"", f"content-encoding {encoding or 'identity'}: {_one_line(exc)}"
 
     def _file_problem(self, reason: str, offset: int, detail: str) -> RecordRow:
         self.problems.append((reason, detail))
@@ -297,6 +391,52 @@ class WarcFileReader:
             drop_reason=reason,
             drop_detail=detail[:500],
         )
+
+
+class _RecordSpan:
+    """Offset and length of a record read by `_rows_from_text`, in the same terms as warcio's iterator."""
+
+    def __init__(self, reader: LineReader, record: Any, start: int) -> None:
+        self._reader, self._record, self._start = reader, record, start
+        self._end: int | None = None
+
+    def get_record_offset(self) -> int:
+        if self._end is None:
+            while self._record.raw_stream.read(CHUNK):
+                pass
+            self._end = self._reader.tell()
+        return self._start
+
+    def get_record_length(self) -> int:
+        self.get_record_offset()
+        return (self._end or self._start) - self._start
+
+
+def _next_nonblank_line(reader: LineReader) -> tuple[int, bytes] | None:
+    while True:
+        offset, head = reader.line_head()
+        if not head:
+            return None
+        if head.strip():
+            return offset, head
+
+
+def _next_version_line(reader: LineReader) -> tuple[int, bytes] | None:
+    """Skip to the next line that starts a WARC record (`WARC/<digit>`)."""
+    while True:
+        offset, head = reader.line_head()
+        if not head:
+            return None
+        if head.startswith(b"WARC/") and head[5:6].isdigit():
+            return offset, head
+
+
+def _member_holds_more(iterator: ArchiveIterator) -> bool:
+    """True if the gzip member of the record just read goes on after it (warcio has read the next line of
+    the same member, or the member has not ended)."""
+    if getattr(iterator.reader, "decompressor", None) is None:
+        return False
+    return bool(iterator.next_line) or _gzip_member_open(iterator)
 
 
 def _gzip_member_open(iterator: ArchiveIterator) -> bool:
