@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -86,3 +89,22 @@ def test_validate_reports_every_bad_line(tmp_path: Path) -> None:
     assert "1 valid records in 1 files, 2 errors" in result.output
     listing = _run(tmp_path, "list")
     assert listing.exit_code == 1 and f"{path}:2" in listing.output
+
+
+def test_review_without_a_terminal_says_to_use_add_or_import(tmp_path: Path) -> None:
+    # A new session has no controlling terminal, so /dev/tty cannot be opened either: as under cron or CI.
+    done = subprocess.run(
+        [sys.executable, "-m", "curate.cli.annotate", "review", "--stats", str(tmp_path), "--root", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "CURATE_ANNOTATOR": "alice", "COLUMNS": "80"},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "needs a terminal" in lines[0]
+    assert "curate annotate add" in lines[0] and "curate annotate import" in lines[0]
