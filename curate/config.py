@@ -64,16 +64,24 @@ def section(config: dict[str, Any], name: str, cls: type[T], origin: str = "conf
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"{origin}: unknown field(s) {', '.join(f'{name}.{u}' for u in unknown)}")
-    instance = cls(**values)
-    for field_name, field in fields.items():
-        value = getattr(instance, field_name)
-        default = getattr(cls(), field_name) if _has_defaults(cls) else None
+    try:
+        instance = cls(**values)
+    except (TypeError, ValueError) as exc:
+        # A class that validates itself (__post_init__) meets the mistyped value first: name the field.
+        _check_types(values, cls, name, origin)
+        raise ConfigError(f"{origin}: {name}: {exc}") from None
+    _check_types({field_name: getattr(instance, field_name) for field_name in fields}, cls, name, origin)
+    return instance
+
+
+def _check_types(values: dict[str, Any], cls: type, name: str, origin: str) -> None:
+    defaults = cls() if _has_defaults(cls) else None
+    for field_name, value in values.items():
+        default = getattr(defaults, field_name, None)
         if default is not None and value is not None and not _compatible(value, default):
             raise ConfigError(
                 f"{origin}: {name}.{field_name} must be {type(default).__name__}, got {value!r} ({type(value).__name__})"
             )
-        del field
-    return instance
 
 
 def _has_defaults(cls: type) -> bool:

@@ -4,9 +4,16 @@
 - InputError: one input file (or one line of it) is bad; recorded with the file name and skipped,
   the rest of the run goes on.
 - CurateError: anything that must abort the run.
+
+At the command line every failure ends as one `error: ...` line on stderr (`one_line`); the traceback is shown
+only with `--debug` or CURATE_DEBUG=1 (`debug_enabled`).
 """
 
 from __future__ import annotations
+
+import os
+
+DEBUG_ENV = "CURATE_DEBUG"
 
 
 class CurateError(Exception):
@@ -28,3 +35,14 @@ class InputError(CurateError):
         super().__init__(f"{location}: {reason}")
         self.location = location
         self.reason = reason
+
+
+def debug_enabled() -> bool:
+    """True when the user asked for tracebacks and the JVM's own output (`--debug` sets the variable)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def one_line(message: object, limit: int = 400) -> str:
+    """`message` folded onto one line: Java and Python messages often carry their stack or a usage block."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.errors import CurateError
+from curate.errors import ConfigError, CurateError
 from curate.io import fs
 from curate.manifest import MANIFEST_NAME, Manifest
 from curate.stage import read_stage_manifest
@@ -88,7 +88,12 @@ class RunLayout:
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise CurateError(f"{fs.join(run_dir, RUN_JSON)} is not valid JSON ({exc}): fix or delete it") from exc
+            raise ConfigError(f"{fs.join(run_dir, RUN_JSON)} is not valid JSON ({exc}): fix or delete it") from exc
+        if not isinstance(payload, dict):
+            raise ConfigError(
+                f"{fs.join(run_dir, RUN_JSON)} holds a JSON {type(payload).__name__}, not the object `curate run` "
+                "writes: fix or delete it"
+            )
         stages = [str(s) for s in payload.get("stages") or []]
         if fs.is_local(run_dir):
             # Stages run by hand after `curate run` (or by another version) are shown too.

@@ -48,25 +48,30 @@ def train(
     threads: Annotated[int, typer.Option(help=">1 trains faster but the model (and its id) is not reproducible.")] = 1,
 ) -> None:
     """Train on a seed corpus (positives) against random ingested documents (negatives), DeepSeekMath settings."""
+    import xml.etree.ElementTree as ET
+
     from curate.classify.train import train_classifier
 
-    result = train_classifier(
-        positives,
-        negatives,
-        out_dir,
-        dim=dim,
-        lr=lr,
-        word_ngrams=word_ngrams,
-        min_count=min_count,
-        epoch=epoch,
-        bucket=bucket,
-        seed=seed,
-        valid_fraction=valid_fraction,
-        quantize=quantize,
-        max_per_class=max_per_class,
-        positive_text_field=text_field,
-        threads=threads,
-    )
+    try:
+        result = train_classifier(
+            positives,
+            negatives,
+            out_dir,
+            dim=dim,
+            lr=lr,
+            word_ngrams=word_ngrams,
+            min_count=min_count,
+            epoch=epoch,
+            bucket=bucket,
+            seed=seed,
+            valid_fraction=valid_fraction,
+            quantize=quantize,
+            max_per_class=max_per_class,
+            positive_text_field=text_field,
+            threads=threads,
+        )
+    except (UnicodeDecodeError, ET.ParseError) as exc:
+        raise _unreadable_seed(positives, text_field, exc) from None
     m = result.metrics
     counts = result.counts
     out.print(f"model {result.model_id}: {result.model_path}")
@@ -83,6 +88,37 @@ def train(
             f"quantised {result.quantized_id}: {result.quantized_path} "
             f"(ROC-AUC {result.quantized_metrics['roc_auc']:.4f})"
         )
+
+
+def _unreadable_seed(positives: list[str], text_field: str | None, exc: Exception) -> ConfigError:
+    """The seed file behind a decoding or XML error, found by reading the files one at a time (only on failure)."""
+    import xml.etree.ElementTree as ET
+
+    from curate.classify.seed import expand_paths, read_seed
+
+    for path in expand_paths(positives):
+        try:
+            for _ in read_seed(path, text_field=text_field):
+                pass
+        except UnicodeDecodeError as found:
+            return ConfigError(f"--positives {path}: not UTF-8 text (bad byte at {found.start}); convert it to UTF-8")
+        except ET.ParseError as found:
+            return ConfigError(f"--positives {path}: not well-formed XML ({found}); fix or remove the file")
+    return ConfigError(f"--positives: a seed file could not be read ({type(exc).__name__}: {exc})")
+
+
+def _check_model(model: Path) -> None:
+    """A model whose .json is not the one `curate classify train` writes fails here, before any JVM starts."""
+    from curate.classify.model import manifest_path_for, model_info
+
+    try:
+        model_info(model)
+    except (KeyError, TypeError, ValueError) as exc:
+        missing = f"no {exc} key" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ConfigError(
+            f"--model {model}: {manifest_path_for(model)} is not a model manifest ({missing}); "
+            "use a model written by `curate classify train`"
+        ) from None
 
 
 @app.command()
@@ -105,6 +141,7 @@ def score(
     from curate.stages.classify import run_score_stage
 
     plain_stage_name(name)
+    _check_model(model)
 
     ctx = make_context(run_dir, master, local_runner, force, spark_conf)
     manifest = run_score_stage(ctx, model, input_stage, tokenizer=None if no_tokens else tokenizer, name=name)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from curate.errors import ConfigError
 from curate.manifest import Manifest
 from curate.stage import RunContext
 
@@ -30,9 +34,50 @@ SparkConfOption = Annotated[
 ]
 
 
+def check_output_dir(path: str, option: str = "--out") -> None:
+    """A local output directory must be a directory we can write: say so now, before any JVM starts.
+
+    An existing directory gets a probe file written inside it (permission bits alone do not tell: root ignores
+    them, and a read-only mount shows only when writing); a missing one needs its nearest existing parent to be a
+    writable directory. Nothing is created here. Remote paths are checked by their own filesystem.
+    """
+    from curate.io import fs
+
+    if not fs.is_local(path):
+        return
+    local = os.path.abspath(fs.local_path(path))
+    if os.path.exists(local) and not os.path.isdir(local):
+        raise ConfigError(f"{option} {path} is a file, not a directory: name a directory (it is created if missing)")
+    if os.path.isdir(local):
+        try:
+            with tempfile.TemporaryFile(dir=local, prefix=".curate-write-probe-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{option} {path}: cannot write there ({exc.strerror}); name a writable directory"
+            ) from None
+        return
+    parent = os.path.dirname(local)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{option} {path}: {parent} is a file, so the directory cannot be created there")
+    read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
+    if read_only or not os.access(parent, os.W_OK):
+        raise ConfigError(f"{option} {path}: {parent} is not writable, so the directory cannot be created there")
+
+
+def positive_number(value: float, option: str) -> float:
+    """`value` if it is a finite number above 0 (typer accepts `nan` and `inf` as floats)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{option} {value}: expected a finite number above 0")
+    return value
+
+
 def make_context(
     run_dir: str, master: str | None, local_runner: bool, force: bool, spark_conf: list[str] | None = None
 ) -> RunContext:
+    check_output_dir(run_dir)
     conf = {}
     for item in spark_conf or []:
         key, sep, value = item.partition("=")

@@ -35,6 +35,10 @@ def decontaminate(
         str | None, typer.Option(help="A prebuilt index (.npz) instead of building one from the registry.")
     ] = None,
     name: Annotated[str, typer.Option(help="Name of the output stage in the run directory.")] = "90_decontaminate",
+    allow_empty_benchmarks: Annotated[
+        bool,
+        typer.Option(help="Go on when a benchmark file holds no items, or none long enough to index (else an error)."),
+    ] = False,
     master: MasterOption = None,
     local_runner: LocalOption = False,
     force: ForceOption = False,
@@ -67,6 +71,7 @@ def decontaminate(
         n=n,
         mode=mode,
         index_path=index,
+        allow_empty_benchmarks=allow_empty_benchmarks,
     )
     print_summary([manifest], run_dir)
     table = Table(title=f"contamination ({manifest.extra['contamination']['mode']} mode)")

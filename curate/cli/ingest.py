@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from curate.cli.common import ForceOption, LocalOption, MasterOption, SparkConfOption, make_context, print_summary
+from curate.cli.common import (
+    ForceOption,
+    LocalOption,
+    MasterOption,
+    SparkConfOption,
+    make_context,
+    positive_number,
+    print_summary,
+)
 from curate.errors import ConfigError
 
 S3EndpointOption = Annotated[
@@ -36,6 +44,7 @@ def ingest(
     from curate.io.fs import expand_inputs, streams_directly, use_s3_endpoint
     from curate.stages.ingest import IngestConfig, run_ingest
 
+    positive_number(max_record_mb, "--max-record-mb")
     executor_env = use_s3_endpoint(s3_endpoint)
     ctx = make_context(out, master, local_runner, force, spark_conf)
     for key, value in executor_env.items():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from curate.errors import ConfigError, debug_enabled, one_line
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,6 +30,48 @@ def _default_driver_memory() -> str:
 
 
 LOCAL_JIT_OPTION = "-XX:TieredStopAtLevel=1"
+# A standalone master that does not answer would otherwise hold the driver for Spark's 3 x 20 s registration
+# retries; a TCP connect tells within this many seconds whether anything listens at all.
+MASTER_CONNECT_TIMEOUT_S = 5.0
+
+
+def jvm_log_path() -> str:
+    """Where the driver JVM's own output goes unless --debug: start-up banners, Java stack traces."""
+    return os.path.join(tempfile.gettempdir(), f"curate-spark-{os.getpid()}.log")
+
+
+def check_master_reachable(master: str) -> None:
+    """A `spark://host:port[,host:port]` master must accept a connection, checked before any JVM starts."""
+    if not master.startswith("spark://"):
+        return
+    failures = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=MASTER_CONNECT_TIMEOUT_S):
+                return
+        except ValueError:
+            failures.append(f"{address} (not host:port)")
+        except OSError as exc:
+            failures.append(f"{address} ({exc.strerror or type(exc).__name__})")
+    raise ConfigError(
+        f"--master {master}: no Spark master answers at {', '.join(failures)}; start the master or fix the URL"
+    )
+
+
+def _launch_quiet_gateway(options: dict[str, Any], log_path: str) -> None:
+    """Start the driver JVM with its stderr in `log_path`: Java's `Using incubator modules` warning and any
+    stack trace it prints itself never reach the terminal. pyspark reuses a gateway that is already set."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    conf = SparkConf()
+    for key, value in options.items():
+        conf.set(key, str(value))
+    with open(log_path, "ab") as log:
+        gateway = launch_gateway(conf, popen_kwargs={"stderr": log})
+    SparkContext._gateway = gateway
+    SparkContext._jvm = gateway.jvm
 
 
 def build_session(
@@ -46,6 +91,7 @@ def build_session(
     from pyspark.sql import SparkSession
 
     master = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
+    verbose = verbose or debug_enabled()
     is_local = master.startswith("local")
     builder = (
         SparkSession.builder.master(master)
@@ -85,7 +131,9 @@ def build_session(
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     existing = SparkSession.getActiveSession()
-    session = builder.getOrCreate()
+    if existing is None:
+        check_master_reachable(master)
+    session = _start(builder, master, quiet=existing is None and not verbose)
     if existing is None and shuffle_partitions is None and "spark.sql.shuffle.partitions" not in (extra_conf or {}):
         # Spark's 200 is sized for big clusters; on a few cores the empty tasks dominate every shuffle stage
         # (measured: URL dedup 183 s with 200 partitions, 43 s with 2, on 2 cores). ~3 tasks per core.
@@ -94,3 +142,25 @@ def build_session(
     if not verbose:
         session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _start(builder: Any, master: str, *, quiet: bool) -> SparkSession:
+    """builder.getOrCreate(), with a session that cannot start reported in one line."""
+    from pyspark import SparkContext
+
+    log_path = jvm_log_path()
+    try:
+        if quiet and SparkContext._gateway is None:
+            _launch_quiet_gateway(builder._options, log_path)
+        return builder.getOrCreate()
+    except Exception as exc:  # py4j and pyspark raise several unrelated types for one cause: the JVM side failed
+        # A Py4JJavaError's own text is only "An error occurred while calling ...": the cause is the Java exception.
+        java_exception = getattr(exc, "java_exception", None)
+        text = str(java_exception.toString()) if java_exception is not None else str(exc)
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        where = f"; the JVM's output is in {log_path}" if quiet else ""
+        if master.startswith("spark://"):
+            where = f" (does a Spark master of this version listen there?){where}"
+        raise ConfigError(
+            f"--master {master}: the Spark session did not start ({one_line(first, 200)}){where}"
+        ) from exc

@@ -75,8 +75,12 @@ def build_index_file(
     data_root: str | None = None,
     only: list[str] | None = None,
     config: IndexConfig | None = None,
+    allow_empty: bool = False,
 ) -> Path:
-    """Build the index of a benchmark registry into `directory` (reused if its inputs did not change)."""
+    """Build the index of a benchmark registry into `directory` (reused if its inputs did not change).
+
+    A benchmark file with no items is an error unless `allow_empty`: an index silently without it would let
+    that benchmark's leaks through."""
     config = config or IndexConfig()
     registry = benchmarks or str(REGISTRY_PATH)
     specs = load_specs(registry, root=resolve_data_root(data_root))
@@ -96,7 +100,16 @@ def build_index_file(
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    index = NGramIndex.build(load_texts(specs), config)
+    texts = load_texts(specs)
+    present = {text.benchmark for text in texts}
+    empty = [spec for spec in specs if spec.name not in present]
+    if empty and not allow_empty:
+        spec = empty[0]
+        raise ConfigError(
+            f"benchmark {spec.name}: {spec.path} holds no items; fix the file, leave the benchmark out (--only), "
+            "or allow it explicitly (--allow-empty-benchmarks)"
+        )
+    index = NGramIndex.build(texts, config)
     tmp = path.with_suffix(".tmp")
     index.save(tmp)
     tmp.replace(path)
@@ -136,6 +149,7 @@ def run_decontam_stage(
     mode: str = "drop",
     index_path: str | None = None,
     index_config: IndexConfig | None = None,
+    allow_empty_benchmarks: bool = False,
 ) -> Manifest:
     """Decontaminate the documents of the finished stage `source` into `<run>/<name>/`.
 
@@ -148,12 +162,23 @@ def run_decontam_stage(
         config = index_config or IndexConfig(n=n)
         index_path = str(
             build_index_file(
-                _index_directory(ctx), benchmarks=benchmarks, data_root=data_root, only=only, config=config
+                _index_directory(ctx),
+                benchmarks=benchmarks,
+                data_root=data_root,
+                only=only,
+                config=config,
+                allow_empty=allow_empty_benchmarks,
             )
         )
     elif not Path(index_path).is_file():
         raise ConfigError(f"decontaminate: index {index_path} does not exist")
     index = NGramIndex.load(index_path)
+    unindexed = [name for name, stats in index.meta["benchmarks"].items() if not stats.get("items_covered")]
+    if unindexed and not allow_empty_benchmarks:
+        raise ConfigError(
+            f"benchmark {unindexed[0]}: 0 items indexed (every text is shorter than the n-gram); it would catch "
+            "nothing: leave it out (--only) or allow it explicitly (--allow-empty-benchmarks)"
+        )
     step = DecontaminateStep(index_path, mode=mode)
     stage = Stage(
         ctx,
