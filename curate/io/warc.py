@@ -1,16 +1,24 @@
-"""Reading WARC files record by record with warcio, accounting for every record and every broken file.
+"""Reading WARC files record by record, accounting for every record and every broken file.
 
 Each WARC record becomes exactly one row, kept or dropped with a reason, so that
 records in = documents out + drops holds per file. A problem that stops a file (truncation, garbage,
 not a WARC at all) becomes one extra row with the reason and the offset where reading stopped: the rest
 of the input goes on, and nothing is lost silently.
 
-Quirks handled:
-- Whole-file gzip (one gzip member for all records, e.g. browsertrix output): warcio refuses to go past
-  the first record. We re-read the file through a streaming decompressor; offsets of those records are
-  positions in the decompressed stream, and the file is listed as a problem `single_gzip_member`.
-- WARC/0.17 (old Heritrix) and `dns:` records: warcio parses the headers; non-HTTP records are drops.
-- Huge records are skipped by their Content-Length without being read into memory.
+Two framings behind one entry point (`WarcFileReader.rows()`):
+- Per-record gzip (Common Crawl): warcio, with its header reader bounded (`warc_limits`); offsets are
+  those of the gzip members.
+- Uncompressed streams (plain files, and whole-file gzip such as browsertrix or ClueWeb09 output, which
+  warcio does not read past the first record): our own line framing, with warcio's header parsers. It
+  reads the ClueWeb09 dialect of WARC/0.18 (bare-LF header lines, no blank line between records) and
+  resumes at the next `WARC/` line after a record it cannot parse. Offsets are positions in the
+  decompressed stream, and a whole-file gzip is listed as a note `single_gzip_member`.
+
+Bounds (see `warc_limits`): a header line or block over its bound is dropped `bad_header` without being
+read into memory; HTTP content decoding (gzip, deflate, br) stops at `max_record_bytes` (`too_large`);
+huge records are skipped by their Content-Length. WARC-Date values that are not dates (ClueWeb09 writes
+`2009-04-119T12:48:17-0400`) are stored as null and counted in one note per file. WARC/0.17 and `dns:`
+records: warcio parses the headers; non-HTTP records are drops.
 """
 
 from __future__ import annotations
@@ -154,6 +162,7 @@ class WarcFileReader:
                 offset,
                 f"invalid_warc_date: {len(invalid)} records have a WARC-Date that is not a date (stored as null), "
                 f"the first at offset {offset}: {written[:60]!r}",
+                kind="invalid_warc_date",
             )
 
     def _rows(self) -> Iterator[RecordRow]:
@@ -380,10 +389,11 @@ class WarcFileReader:
             self._invalid_dates[row.doc_id] = (row.warc_record_offset or 0, written_date)
         return row
 
-    def _file_problem(self, reason: str, offset: int, detail: str) -> RecordRow:
+    def _file_problem(self, reason: str, offset: int, detail: str, kind: str = "") -> RecordRow:
+        """`kind` tells apart two problems of one reason at one offset (two notes on the first record)."""
         self.problems.append((reason, detail))
         return RecordRow(
-            doc_id=make_doc_id(f"problem:{reason}", self.warc_path, offset),
+            doc_id=make_doc_id(f"problem:{reason}{':' if kind else ''}{kind}", self.warc_path, offset),
             warc_path=self.warc_path,
             warc_record_offset=offset,
             warc_record_length=None,

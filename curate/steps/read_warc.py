@@ -17,7 +17,7 @@ BATCH_BYTES = 64 * 2**20
 
 
 class ReadWarcStep(Step):
-    name = "read_warc_v1"
+    name = "read_warc_v2"  # v2: bounded headers and decoding (bad_header), ClueWeb09 dialect
 
     def __init__(self, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
         super().__init__()

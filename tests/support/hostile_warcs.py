@@ -84,7 +84,9 @@ def header_line_bomb(path: Path, line_bytes: int = 768 * _MIB, *, block: str = "
     healthy page. The long line compresses to about a thousandth of its size."""
     with open(path, "wb") as out:
         writer = WARCWriter(out, gzip=True)
-        _write_response(writer, "http://example.org/before-the-bomb.html", healthy_page(1), [("Content-Type", "text/html")])
+        _write_response(
+            writer, "http://example.org/before-the-bomb.html", healthy_page(1), [("Content-Type", "text/html")]
+        )
         body = healthy_page(2)
         http_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
         padding_length = line_bytes - len("X-Padding: \r\n")
@@ -121,12 +123,20 @@ class ClueWebFile:
     invalid_date_urls: frozenset[str]  # responses whose WARC-Date is not a valid date
 
 
-def write_clueweb_warc(path: Path, responses: int = 100, pages: list[bytes] | None = None) -> ClueWebFile:
+def write_clueweb_warc(
+    path: Path,
+    responses: int = 100,
+    pages: list[bytes] | None = None,
+    *,
+    version: str = "0.18",
+    gzipped: bool = True,
+) -> ClueWebFile:
     """A WARC/0.18 file as ClueWeb09 writes it: LF-only header lines, each block's Content-Length running
     right up to the next `WARC/0.18` line (no CRLF CRLF between records), invalid WARC-Date values on every
-    third response, and the whole file one gzip member. `pages` (HTML bodies) are used in turn if given."""
+    third response, and the whole file one gzip member (or uncompressed). `pages` (HTML bodies) are used in
+    turn if given."""
     info = b"software: Nutch 1.0-dev (modified for clueweb09)\nisPartOf: clueweb09-en\nformat: WARC file version 0.18\n"
-    records = [_clueweb_record("warcinfo", None, "2009-03-65T08:43:19-0800", info, "application/warc-fields", 0)]
+    records = [_clueweb_record(version, "warcinfo", None, INVALID_CLUEWEB_DATES[1], info, "application/warc-fields", 0)]
     urls: list[str] = []
     invalid: set[str] = set()
     for index in range(responses):
@@ -136,18 +146,22 @@ def write_clueweb_warc(path: Path, responses: int = 100, pages: list[bytes] | No
             invalid.add(url)
         html = pages[index % len(pages)] if pages else healthy_page(index)
         block = f"HTTP/1.1 200 OK\nContent-Type: text/html\nContent-Length: {len(html)}\n\n".encode() + html
-        records.append(_clueweb_record("response", url, date, block, "application/http;msgtype=response", index + 1))
+        http_type = "application/http;msgtype=response"
+        records.append(_clueweb_record(version, "response", url, date, block, http_type, index + 1))
         urls.append(url)
     offsets, position = [], 0
     for record in records:
         offsets.append(position)
         position += len(record)
-    path.write_bytes(gzip.compress(b"".join(records), mtime=0))
+    data = b"".join(records)
+    path.write_bytes(gzip.compress(data, mtime=0) if gzipped else data)
     return ClueWebFile(path, tuple(offsets), tuple(urls), frozenset(invalid))
 
 
-def _clueweb_record(kind: str, url: str | None, date: str, block: bytes, content_type: str, sequence: int) -> bytes:
-    lines = ["WARC/0.18", f"WARC-Type: {kind}"]
+def _clueweb_record(
+    version: str, kind: str, url: str | None, date: str, block: bytes, content_type: str, sequence: int
+) -> bytes:
+    lines = [f"WARC/{version}", f"WARC-Type: {kind}"]
     if url:
         lines.append(f"WARC-Target-URI: {url}")
     lines += [

@@ -81,10 +81,12 @@ def _all_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _is_problem_row(row: dict[str, Any]) -> bool:
-    """File-level problem rows carry an id derived from the reason instead of a WARC-Record-ID."""
+    """File-level problem rows carry an id derived from the reason instead of a WARC-Record-ID; notes are
+    never records."""
     reason = row["drop_reason"]
-    return reason in FILE_PROBLEMS and row["doc_id"] == make_doc_id(
-        f"problem:{reason}", row["warc_path"], row["warc_record_offset"]
+    return reason == NOTE_REASON or (
+        reason in FILE_PROBLEMS
+        and row["doc_id"] == make_doc_id(f"problem:{reason}", row["warc_path"], row["warc_record_offset"])
     )
 
 
