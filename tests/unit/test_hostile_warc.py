@@ -12,7 +12,10 @@ garble a record's first bytes). What it can check without knowing what the damag
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from functools import cache
@@ -23,6 +26,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.hostile_warcs import HEALTHY_URL, content_encoding_bomb, header_line_bomb
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -343,3 +347,80 @@ def test_broken_charsets_are_decoded_or_dropped_never_crash(tmp_path: Path) -> N
     kept = read_stage_table(str(tmp_path / "run" / EXTRACT_STAGE)).to_pylist()
     assert {"https://example.org/a", "https://example.org/b"} <= {row["url"] for row in kept}
     assert all(text in row["text"] for row in kept if row["url"] in ("https://example.org/a", "https://example.org/b"))
+
+
+# --- bombs: bounded decompression and bounded headers ------------------------------------------------------
+
+# A child process reads one file and reports its peak RSS: the bound covers everything the reader holds.
+# VmHWM, not getrusage: Linux carries ru_maxrss over exec, so a child would inherit pytest's own peak.
+_READ_IN_CHILD = """
+import json, re, sys
+from curate.io.warc import WarcFileReader
+rows = [
+    {"url": r.url, "reason": r.drop_reason, "detail": r.drop_detail, "payload": len(r.payload or b""),
+     "offset": r.warc_record_offset}
+    for r in WarcFileReader(sys.argv[1]).rows()
+]
+peak_kib = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({"rows": rows, "peak_rss_mb": peak_kib / 1024}))
+"""
+RSS_BOUND_MB = 300
+
+
+def _read_in_child(path: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_IN_CHILD, str(path)], capture_output=True, text=True, timeout=120, check=True
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(("encoding", "size"), [("br", 2**30), ("gzip", 2**28), ("deflate", 2**28)])
+def test_content_encoding_bomb_stops_at_the_record_cap(tmp_path: Path, encoding: str, size: int) -> None:
+    path = content_encoding_bomb(tmp_path / f"bomb-{encoding}.warc.gz", encoding, decompressed_bytes=size)
+    assert path.stat().st_size < 2**20  # a small file...
+    report = _read_in_child(path)
+    assert report["peak_rss_mb"] < RSS_BOUND_MB, report["peak_rss_mb"]  # ...that does not become a big process
+    bomb, healthy = report["rows"]
+    assert bomb["reason"] == "too_large" and f"content-encoding {encoding}" in bomb["detail"]
+    assert healthy["url"] == HEALTHY_URL and healthy["reason"] is None and healthy["payload"] > 0
+
+
+@pytest.mark.parametrize("block", ["warc", "http"])
+def test_a_huge_header_line_is_dropped_unread_and_reading_goes_on(tmp_path: Path, block: str) -> None:
+    path = header_line_bomb(tmp_path / f"header-{block}.warc.gz", 384 * 2**20, block=block)
+    report = _read_in_child(path)
+    assert report["peak_rss_mb"] < RSS_BOUND_MB, report["peak_rss_mb"]
+    before, bomb, after = report["rows"]
+    assert before["reason"] is None and after["reason"] is None and after["url"] == HEALTHY_URL
+    assert bomb["reason"] == "bad_header" and "header line over" in bomb["detail"]
+    assert bomb["offset"] == path.read_bytes().index(b"\x1f\x8b", 1)  # the bomb's gzip member starts there
+
+
+def test_bombs_through_ingest_are_accounted(tmp_path: Path) -> None:
+    paths = [
+        content_encoding_bomb(tmp_path / "bomb-br.warc.gz", "br", decompressed_bytes=2**28),
+        header_line_bomb(tmp_path / "header.warc.gz", 2**24),
+    ]
+    manifest = _ingest(paths, tmp_path / "run")
+    assert_accounted(manifest, paths)
+    assert manifest.drops == {"too_large": 1, "bad_header": 1} and manifest.rows_out == 3
+    rejected = {
+        r["drop_reason"]: r["drop_detail"]
+        for r in read_rejected_table(str(tmp_path / "run" / EXTRACT_STAGE)).to_pylist()
+    }
+    assert "br" in rejected["too_large"] and "header line" in rejected["bad_header"]
+
+
+def test_a_huge_header_block_of_short_lines_is_bad_header(tmp_path: Path) -> None:
+    path = tmp_path / "block.warc.gz"
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        headers = [("Content-Type", "text/html")] + [(f"X-Cookie-{i}", "v" * 100) for i in range(4000)]
+        http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+        page = b"<html><body><p>a page with too many headers</p></body></html>"
+        record = writer.create_warc_record(
+            "https://example.org/cookies", "response", payload=BytesIO(page), length=len(page), http_headers=http
+        )
+        writer.write_record(record)
+    [row] = WarcFileReader(str(path)).rows()
+    assert row.drop_reason == "bad_header" and "header block over" in (row.drop_detail or "")
