@@ -7,6 +7,7 @@ parameter values only: no import paths, no code.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,15 +64,26 @@ def section(config: dict[str, Any], name: str, cls: type[T], origin: str = "conf
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{origin}: unknown field(s) {', '.join(f'{name}.{u}' for u in unknown)}")
+        raise ConfigError(f"{origin}: unknown field(s) {unknown_keys(unknown, list(fields), name + '.')}")
     try:
         instance = cls(**values)
+    except ConfigError as exc:  # the class's own range checks (__post_init__) name the field
+        raise ConfigError(f"{origin}: {exc}") from None
     except (TypeError, ValueError) as exc:
         # A class that validates itself (__post_init__) meets the mistyped value first: name the field.
         _check_types(values, cls, name, origin)
         raise ConfigError(f"{origin}: {name}: {exc}") from None
     _check_types({field_name: getattr(instance, field_name) for field_name in fields}, cls, name, origin)
     return instance
+
+
+def unknown_keys(unknown: list[str], valid: list[str], prefix: str = "") -> str:
+    """`prefix.key (did you mean prefix.close_key?)` for each unknown key, then the valid keys."""
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+        named.append(f"{prefix}{key}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+    return f"{', '.join(named)}; valid: {', '.join(sorted(valid))}"
 
 
 def _check_types(values: dict[str, Any], cls: type, name: str, origin: str) -> None:

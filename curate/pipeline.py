@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from curate.config import section
+from curate.config import section, unknown_keys
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import Manifest
 from curate.stage import RunContext, Stage, files_fingerprint
 from curate.stages.ingest import URL_DEDUP_STAGE, IngestConfig, run_ingest
+
+if TYPE_CHECKING:
+    from curate.stages.dedup import DedupConfig
+    from curate.stages.domains import DomainConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,12 @@ class LoopConfig:
     stop_overlap: float = 0.98
     annotations: str = "annotations"
 
+    def __post_init__(self) -> None:
+        if not _is_int(self.iterations) or self.iterations < 1:
+            raise ConfigError(f"loop.iterations must be an integer >= 1, got {self.iterations!r}")
+        if not _is_number(self.stop_overlap) or not 0.0 < self.stop_overlap <= 1.0:
+            raise ConfigError(f"loop.stop_overlap must be a number in (0, 1], got {self.stop_overlap!r}")
+
 
 @dataclass
 class DecontamSection:
@@ -79,12 +90,32 @@ class DecontamSection:
     n: int = 10
     mode: str = "drop"
 
+    def __post_init__(self) -> None:
+        from curate.decontam.step import MODES
+
+        if self.mode not in MODES:
+            raise ConfigError(f"decontaminate.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not _is_int(self.n) or self.n < 1:
+            raise ConfigError(f"decontaminate.n must be an integer >= 1, got {self.n!r}")
+
 
 @dataclass
 class ExportSection:
     enabled: bool = True
     out: str | None = None  # default: <run>/export
     target_shard_mb: float = 512.0
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.target_shard_mb) or self.target_shard_mb <= 0:
+            raise ConfigError(f"export.target_shard_mb must be a number > 0, got {self.target_shard_mb!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -95,15 +126,19 @@ class PipelineConfig:
     loop: LoopConfig
     decontaminate: DecontamSection
     export: ExportSection
-    dedup: dict[str, Any]
-    domains: dict[str, Any]
+    dedup: DedupConfig
+    domains: DomainConfig
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "configuration") -> PipelineConfig:
-        known = {"ingest", "train", "select", "loop", "decontaminate", "export", "dedup", "domains"}
-        unknown = sorted(set(raw) - known)
+        """Every section typed and range-checked here, before any work: a typo fails in well under a second."""
+        from curate.stages.dedup import dedup_config
+        from curate.stages.domains import DomainConfig
+
+        known = ["ingest", "train", "select", "loop", "decontaminate", "export", "dedup", "domains"]
+        unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise ConfigError(f"{origin}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"{origin}: unknown section(s) {unknown_keys(unknown, known)}")
         return cls(
             ingest=section(raw, "ingest", IngestConfig, origin),
             train=section(raw, "train", TrainConfig, origin),
@@ -111,8 +146,8 @@ class PipelineConfig:
             loop=section(raw, "loop", LoopConfig, origin),
             decontaminate=section(raw, "decontaminate", DecontamSection, origin),
             export=section(raw, "export", ExportSection, origin),
-            dedup=dict(raw.get("dedup") or {}),
-            domains=dict(raw.get("domains") or {}),
+            dedup=dedup_config(_mapping(raw, "dedup", origin), origin),
+            domains=section(raw, "domains", DomainConfig, origin),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,18 +177,11 @@ def _iteration_dir(k: int) -> str:
     return f"iter-{k:02d}"
 
 
-def _dedup_config(raw: dict[str, Any]) -> Any:
-    from curate.stages.dedup import DedupConfig
-    from curate.steps.minhash import MinHashParams
-
-    values = dict(raw)
-    minhash = values.pop("minhash", None) or {}
-    if "keep" in values:
-        values["keep"] = tuple(values["keep"])
-    try:
-        return DedupConfig(minhash=MinHashParams(**minhash), **values)
-    except TypeError as exc:
-        raise ConfigError(f"dedup: {exc}") from exc
+def _mapping(raw: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
+    values = raw.get(name) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{origin}: section {name!r} must be a mapping")
+    return values
 
 
 def _parquet_parts(stage_dir: str) -> list[str]:
@@ -257,7 +285,7 @@ def _run_locked(
     from curate.classify.select import SelectConfig
     from curate.stages.classify import run_score_stage, run_select_stage
     from curate.stages.dedup import run_dedup_stage
-    from curate.stages.domains import DomainConfig, run_domains
+    from curate.stages.domains import run_domains
     from curate.stages.seed import run_seed_expansion
 
     manifests: list[Manifest] = []
@@ -270,12 +298,12 @@ def _run_locked(
 
     for manifest in run_ingest(ctx, warc_paths, config.ingest):
         record(manifest)
-    record(run_dedup_stage(ctx, ctx.stage_dir(URL_DEDUP_STAGE), config=_dedup_config(config.dedup), name=NEAR_DEDUP))
+    record(run_dedup_stage(ctx, ctx.stage_dir(URL_DEDUP_STAGE), config=config.dedup, name=NEAR_DEDUP))
     corpus = ctx.stage_dir(NEAR_DEDUP)
     select_config = SelectConfig(
         min_score=config.select.min_score, token_budget=config.select.token_budget, sweep=tuple(config.select.sweep)
     )
-    domain_config = section({"domains": config.domains}, "domains", DomainConfig)
+    domain_config = config.domains
     iterations: list[IterationResult] = []
     seed_stages: list[str] = []
     previous_selection: str | None = None

@@ -46,6 +46,17 @@ class DomainConfig:
     prefix_depth: int = 2
     min_pages: int = 1
 
+    def __post_init__(self) -> None:
+        from curate.errors import ConfigError
+
+        if self.key not in ("host", "registered_domain"):
+            raise ConfigError(f"domains.key must be host or registered_domain, got {self.key!r}")
+        if isinstance(self.flag_threshold, bool) or not 0.0 < self.flag_threshold <= 1.0:
+            raise ConfigError(f"domains.flag_threshold must be a number in (0, 1], got {self.flag_threshold!r}")
+        for name in ("prefix_depth", "min_pages"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"domains.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+
 
 class DomainKeyStep(Step):
     """Adds `domain` (the page's host or registered domain as a pattern; null if none can be) and `url_prefixes`."""
