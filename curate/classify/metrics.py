@@ -81,4 +81,62 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> 
         "roc_auc": roc_auc(labels, scores),
         "average_precision": average_precision(labels, scores),
         "pr_curve": pr_curve(labels, scores),
+        "histogram": histogram(scores),
     }
+
+
+def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels: low only when scores are both right and confident."""
+    labels = np.asarray(labels, dtype=bool)
+    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return float(-np.mean(np.where(labels, np.log(p), np.log(1 - p))))
+
+
+def score_spread(scores: np.ndarray) -> float:
+    """Width of the middle 90% of the scores; near 0 when a model says about the same thing for every text."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        return 0.0
+    low, high = np.percentile(values, [5, 95])
+    return float(high - low)
+
+
+def threshold_for_precision(labels: np.ndarray, scores: np.ndarray, target_precision: float) -> dict[str, Any]:
+    """The score cut-off with the most recall among those whose precision reaches `target_precision`.
+
+    Candidates are the distinct scores themselves, so the cut-off follows the model's own scale, however
+    uncalibrated. When no cut-off reaches the target, the most precise one is returned with `reached` false.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    values = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    if values.size == 0 or n_pos == 0:
+        return {"threshold": None, "target_precision": target_precision, "reached": False}
+    order = np.argsort(-values, kind="mergesort")
+    sorted_scores, hits = values[order], labels[order]
+    tp = np.cumsum(hits)
+    kept = np.arange(1, values.size + 1)
+    # Only the last position of each run of equal scores is a real cut-off (`>=` keeps the whole run).
+    last_of_run = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    precision = np.where(last_of_run, tp / kept, -1.0)
+    reaching = np.flatnonzero(precision >= target_precision)
+    reached = reaching.size > 0
+    if reached:
+        # The most recall at the target; among cut-offs with that recall, the highest (fewest false positives).
+        best_tp = tp[reaching].max()
+        index = int(reaching[tp[reaching] == best_tp][0])
+    else:
+        index = int(np.argmax(precision))
+    return {
+        "threshold": float(sorted_scores[index]),
+        "target_precision": target_precision,
+        "reached": bool(reached),
+        "precision": float(precision[index]),
+        "recall": float(tp[index] / n_pos),
+    }
+
+
+def histogram(scores: np.ndarray, bins: int = 20) -> dict[str, list[Any]]:
+    """Counts of scores in `bins` equal bins over [0, 1]."""
+    counts, edges = np.histogram(np.clip(np.asarray(scores, dtype=np.float64), 0, 1), bins=bins, range=(0.0, 1.0))
+    return {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}

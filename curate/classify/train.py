@@ -8,16 +8,13 @@ into the manifest so a threshold can be picked without rerunning anything.
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +23,30 @@ import numpy as np
 import pyarrow.parquet as pq
 import xxhash
 
-from curate.classify.metrics import evaluate
+from curate.classify.fit import (
+    DEFAULT_MAX_TUNE_EPOCHS,
+    PAPER_PRESET,
+    FastTextParams,
+    fit_model,
+    score_summary,
+    train_fasttext,
+)
+from curate.classify.metrics import evaluate, threshold_for_precision
 from curate.classify.model import MATH_LABEL, OTHER_LABEL, content_id, manifest_path_for, math_probabilities
 from curate.classify.preprocess import DEFAULT_MAX_CHARS, preprocess, preprocess_config
 from curate.classify.seed import expand_paths, read_seed, url_key
-from curate.errors import ConfigError, CurateError, InputError
+from curate.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-TRAINER_VERSION = "fasttext_math_train_v1"
+TRAINER_VERSION = "fasttext_math_train_v2"
 # fastText's own default; with dim 256 it makes a ~2 GB model (NOTES-deps P7). Tests pass a small value.
 DEFAULT_BUCKET = 2_000_000
 DEFAULT_QUANTIZE_CUTOFF = 200_000
+# Precision the selection threshold is chosen for on the validation PR curve (DeepSeekMath does not say; a
+# corpus is better missing some math than full of non-math).
+DEFAULT_TARGET_PRECISION = 0.95
+MIN_HELD_OUT_SOURCE = 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Example:
     text: str  # preprocessed
     key: str  # stable identity: doc_id for documents, content hash for seed texts
     label: str
+    source: str = ""  # the positives argument it came from: a whole source can be held out of training
 
 
 @dataclass
@@ -57,36 +67,10 @@ class TrainResult:
     quantized_id: str | None = None
     quantized_metrics: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)
-
-
-_M_PERTURB = -6  # glibc mallopt parameter
-
-
-@contextmanager
-def _zero_filled_allocations() -> Iterator[None]:
-    """Make memory fastText allocates start as zeros, which its input matrix silently relies on.
-
-    fastText's `DenseMatrix::uniform` fills the matrix in ten blocks, one per training thread, so with
-    fewer than ten threads most rows keep whatever the allocator returns, and fasttext-numpy2-wheel 0.9.2
-    does not zero that memory. Reused heap memory holds garbage (values near 1e15 were seen here), and
-    training then hits "Encountered NaN" or yields a different model for the same seed (NOTES-deps P6 is
-    this, not toy data). glibc's M_PERTURB fills every allocation with the complement of the byte given,
-    so 0xFF means zeros: upstream's behaviour, where the matrix is a zeroed vector. Only for this call.
-    """
-    libc = None
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-        except OSError:
-            log.warning("not glibc: fastText's partly uninitialised input matrix may make training non-reproducible")
-    if libc is None:
-        yield
-        return
-    libc.mallopt(_M_PERTURB, 0xFF)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_PERTURB, 0)
+    threshold: dict[str, Any] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)
+    out_of_source: dict[str, Any] = field(default_factory=dict)
+    quantized_threshold: dict[str, Any] | None = None
 
 
 def _rank(seed: int, purpose: str, key: str) -> int:
@@ -96,17 +80,23 @@ def _rank(seed: int, purpose: str, key: str) -> int:
 def load_positives(
     paths: str | Path | Sequence[str | Path], *, text_field: str | None, max_chars: int
 ) -> tuple[list[Example], set[str]]:
-    """Preprocessed seed texts (exact duplicates once) and the URL keys of the seed pages."""
+    """Preprocessed seed texts (exact duplicates once, under their first source) and the seed pages' URL keys.
+
+    Each path given is one source (a directory of StackMathQA shards is one source, not 96).
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
     examples: dict[str, Example] = {}
     urls: set[str] = set()
-    for doc in read_seed(paths, text_field=text_field):
-        key = url_key(doc.url)
-        if key:
-            urls.add(key)
-        text = preprocess(doc.text, max_chars)
-        if text:
-            digest = xxhash.xxh128_hexdigest(text)
-            examples.setdefault(digest, Example(text, digest, MATH_LABEL))
+    for source in paths:
+        for doc in read_seed(source, text_field=text_field):
+            key = url_key(doc.url)
+            if key:
+                urls.add(key)
+            text = preprocess(doc.text, max_chars)
+            if text:
+                digest = xxhash.xxh128_hexdigest(text)
+                examples.setdefault(digest, Example(text, digest, MATH_LABEL, str(source)))
     return list(examples.values()), urls
 
 
@@ -213,16 +203,56 @@ def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _held_out_source(positives: list[Example]) -> str | None:
+    """The positive source to leave out of the out-of-source check: the smallest with enough examples.
+
+    The smallest costs the check the least training data; a source of under 20 texts says little.
+    """
+    sizes: dict[str, int] = {}
+    for example in positives:
+        sizes[example.source] = sizes.get(example.source, 0) + 1
+    eligible = sorted((n, name) for name, n in sizes.items() if n >= MIN_HELD_OUT_SOURCE)
+    if len(sizes) < 2 or not eligible:
+        return None
+    return eligible[0][1]
+
+
+def out_of_source_check(
+    train: list[Example], valid: list[Example], positives: list[Example], params: FastTextParams, work: Path
+) -> dict[str, Any]:
+    """AUC of a model that never saw one whole positive source, on that source against held-out negatives.
+
+    In-source validation flatters a classifier (0.998 where unseen math pages give 0.79): texts of one
+    source share templates and vocabulary. This trains a second model with the chosen settings, without the
+    held-out source, and scores that source's texts against the validation negatives.
+    """
+    held_out = _held_out_source(positives)
+    if held_out is None:
+        return {"held_out_source": None, "note": "needs at least two positive sources, one with >= 20 texts"}
+    train_file = work / "out_of_source.txt"
+    _write_fasttext_file(train_file, [e for e in train if e.source != held_out])
+    model = train_fasttext(train_file, params)
+    test = [e for e in positives if e.source == held_out] + [e for e in valid if e.label == OTHER_LABEL]
+    labels = np.array([e.label == MATH_LABEL for e in test])
+    scores = math_probabilities(model, [e.text for e in test])
+    return {
+        "held_out_source": held_out,
+        "n_positive": int(labels.sum()),
+        "n_negative": int((~labels).sum()),
+        **score_summary(labels, scores),
+    }
+
+
 def train_classifier(
     positives: str | Path | Sequence[str | Path],
     negatives: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
-    dim: int = 256,
-    lr: float = 0.1,
-    word_ngrams: int = 3,
-    min_count: int = 3,
-    epoch: int = 3,
+    dim: int = PAPER_PRESET.dim,
+    lr: float = PAPER_PRESET.lr,
+    word_ngrams: int = PAPER_PRESET.word_ngrams,
+    min_count: int = PAPER_PRESET.min_count,
+    epoch: int = PAPER_PRESET.epoch,
     bucket: int = DEFAULT_BUCKET,
     seed: int = 0,
     valid_fraction: float = 0.1,
@@ -232,16 +262,23 @@ def train_classifier(
     positive_text_field: str | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     threads: int = 1,
+    fit: str = "auto",
+    max_tune_epochs: int = DEFAULT_MAX_TUNE_EPOCHS,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+    out_of_source: bool = True,
 ) -> TrainResult:
     """Train, evaluate on a held-out split, and write `model-<hash>.bin` plus its `.json` manifest.
 
-    Defaults are DeepSeekMath's (dim 256, lr 0.1, wordNgrams 3, minCount 3, epoch 3). `threads=1` makes
-    the model, and so its id, reproducible; more threads train faster but hogwild updates race.
+    Starts from DeepSeekMath's settings (dim 256, lr 0.1, wordNgrams 3, minCount 3, epoch 3); with
+    `fit="auto"` an underfit model is replaced by the best of a small epochs/lr grid (`curate.classify.fit`).
+    The manifest records the choice, a threshold for `target_precision` on the validation PR curve, and the
+    AUC on a positive source held out of training. `threads=1` makes the model, and its id, reproducible;
+    more threads train faster but hogwild updates race.
     """
-    import fasttext
-
     if not 0.0 < valid_fraction < 1.0:
         raise ConfigError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if not 0.0 < target_precision <= 1.0:
+        raise ConfigError(f"target_precision must be in (0, 1], got {target_precision}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -269,33 +306,34 @@ def train_classifier(
         raise ConfigError(f"valid_fraction {valid_fraction} of {per_class} per class holds out nothing; raise it")
     load_seconds = time.perf_counter() - started
 
-    params = {
-        "dim": dim,
-        "lr": lr,
-        "wordNgrams": word_ngrams,
-        "minCount": min_count,
-        "epoch": epoch,
-        "bucket": bucket,
-        "seed": seed,
-        "thread": threads,
-        "loss": "softmax",
-    }
+    params = FastTextParams(dim, lr, word_ngrams, min_count, epoch, bucket, seed, threads)
     with tempfile.TemporaryDirectory(dir=out, prefix=".train-") as tmp_dir:
         train_file = Path(tmp_dir) / "train.txt"
         _write_fasttext_file(train_file, train)
-        started = time.perf_counter()
-        try:
-            with _zero_filled_allocations():
-                model = fasttext.train_supervised(input=str(train_file), verbose=0, **params)
-        except RuntimeError as exc:
-            raise CurateError(
-                f"fastText training failed ({exc}): the loss diverged; lower lr or add training data"
-            ) from exc
-        train_seconds = time.perf_counter() - started
-
         labels = np.array([e.label == MATH_LABEL for e in valid])
         valid_texts = [e.text for e in valid]
-        metrics = evaluate(labels, math_probabilities(model, valid_texts))
+        started = time.perf_counter()
+        fitted = fit_model(train_file, valid_texts, labels, params, mode=fit, max_tune_epochs=max_tune_epochs)
+        model, params = fitted.model, fitted.params
+        train_seconds = time.perf_counter() - started
+
+        valid_scores = math_probabilities(model, valid_texts)
+        threshold = threshold_for_precision(labels, valid_scores, target_precision)
+        cut = threshold["threshold"] if threshold["threshold"] is not None else 0.5
+        metrics = evaluate(labels, valid_scores, threshold=cut)
+        if not threshold["reached"]:
+            log.warning(
+                "no threshold reaches precision %.2f on validation; using the most precise one, %.4f",
+                target_precision,
+                cut,
+            )
+        started = time.perf_counter()
+        source_check = (
+            out_of_source_check(train, valid, positive_examples, params, Path(tmp_dir))
+            if out_of_source
+            else {"held_out_source": None, "note": "disabled"}
+        )
+        source_seconds = time.perf_counter() - started
         model_path, model_id, sha = _save_by_content(model, out, ".bin")
 
         counts = {
@@ -312,7 +350,10 @@ def train_classifier(
             "sha256": sha,
             "trainer": TRAINER_VERSION,
             "labels": {"positive": MATH_LABEL, "negative": OTHER_LABEL},
-            "fasttext": params,
+            "fasttext": params.to_fasttext(),
+            "fit": fitted.record,
+            "threshold": threshold,
+            "out_of_source": source_check,
             "preprocess": preprocess_config(max_chars),
             "data": {
                 "positives": [str(p) for p in expand_paths(positives)],
@@ -321,16 +362,32 @@ def train_classifier(
                 "counts": counts,
             },
             "metrics": metrics,
-            "seconds": {"load": round(load_seconds, 3), "train": round(train_seconds, 3)},
+            "seconds": {
+                "load": round(load_seconds, 3),
+                "train": round(train_seconds, 3),
+                "out_of_source": round(source_seconds, 3),
+            },
         }
-        result = TrainResult(model_path, model_id, manifest_path_for(model_path), metrics, counts=counts)
+        result = TrainResult(
+            model_path,
+            model_id,
+            manifest_path_for(model_path),
+            metrics,
+            counts=counts,
+            threshold=threshold,
+            fit=fitted.record,
+            out_of_source=source_check,
+        )
 
         if quantize:
             started = time.perf_counter()
             # qnorm and no retraining: a size/precision trade that needs no second pass over the data.
             model.quantize(input=str(train_file), qnorm=True, retrain=False, cutoff=quantize_cutoff)
             quantize_seconds = time.perf_counter() - started
-            q_metrics = evaluate(labels, math_probabilities(model, valid_texts))
+            q_scores = math_probabilities(model, valid_texts)
+            q_threshold = threshold_for_precision(labels, q_scores, target_precision)
+            q_cut = q_threshold["threshold"] if q_threshold["threshold"] is not None else 0.5
+            q_metrics = evaluate(labels, q_scores, threshold=q_cut)
             q_path, q_id, q_sha = _save_by_content(model, out, ".ftz")
             q_manifest = {
                 **manifest,
@@ -339,13 +396,22 @@ def train_classifier(
                 "sha256": q_sha,
                 "quantized_from": model_id,
                 "quantize": {"qnorm": True, "retrain": False, "cutoff": quantize_cutoff},
+                "threshold": q_threshold,
                 "metrics": q_metrics,
                 "seconds": {**manifest["seconds"], "quantize": round(quantize_seconds, 3)},
             }
             _write_manifest(manifest_path_for(q_path), q_manifest)
             manifest["quantized"] = {"model_id": q_id, "file": q_path.name}
             result.quantized_path, result.quantized_id, result.quantized_metrics = q_path, q_id, q_metrics
+            result.quantized_threshold = q_threshold
 
     _write_manifest(result.manifest_path, manifest)
-    log.info("trained %s: roc_auc=%.4f f1=%.4f", model_id, metrics["roc_auc"], metrics["f1"])
+    log.info(
+        "trained %s: validation roc_auc=%.4f, out-of-source roc_auc=%s, threshold %.4f for precision %.2f",
+        model_id,
+        metrics["roc_auc"],
+        source_check.get("roc_auc"),
+        cut,
+        target_precision,
+    )
     return result

@@ -18,6 +18,9 @@ from curate.step import run_steps
 from curate.steps.mathscore import MathScoreStep
 
 AUC_FLOOR = 0.95
+# Measured 0.92 for this split (a textbook against web text is a hard transfer); a model that never left 0.5
+# scores about 0.5-0.8 here.
+OUT_OF_SOURCE_FLOOR = 0.85
 
 
 def _webkit_pages(shared_data: Path, math: bool) -> list[Path]:
@@ -63,7 +66,26 @@ def test_held_out_metrics_clear_the_floor(trained: tuple[TrainResult, Path]) -> 
     assert manifest["metrics"]["roc_auc"] == metrics["roc_auc"]
     assert {"precision", "recall", "f1", "roc_auc", "pr_curve"} <= set(manifest["metrics"])
     params = manifest["fasttext"]
-    assert (params["lr"], params["wordNgrams"], params["minCount"], params["epoch"]) == (0.1, 3, 3, 3)  # paper
+    assert (params["wordNgrams"], params["minCount"]) == (3, 3)  # paper
+    # The paper's 3 epochs at lr 0.1 underfit ~2k examples: the first candidate is the preset and it is degenerate,
+    # so the trainer moved on to a candidate whose validation scores spread.
+    fit = manifest["fit"]
+    assert fit["candidates"][0]["epoch"] == 3 and fit["candidates"][0]["lr"] == 0.1
+    assert fit["candidates"][0]["spread"] < 0.2 and fit["tuned"] and not fit["degenerate"]
+    assert (params["epoch"], params["lr"]) == (fit["chosen"]["epoch"], fit["chosen"]["lr"]) != (3, 0.1)
+
+
+def test_threshold_and_out_of_source_auc_are_recorded(trained: tuple[TrainResult, Path]) -> None:
+    result, _ = trained
+    manifest = json.loads(result.manifest_path.read_text())
+    threshold = manifest["threshold"]
+    assert threshold["reached"] and threshold["precision"] >= threshold["target_precision"] == 0.95
+    assert manifest["metrics"]["threshold"] == threshold["threshold"] != 0.5
+    assert sum(manifest["metrics"]["histogram"]["counts"]) == manifest["metrics"]["n"]
+    check = manifest["out_of_source"]
+    # The smallest positive source with >= 20 texts is held out: here OpenStax (133 textbook sections).
+    assert check["held_out_source"].endswith("openstax-calculus/modules") and check["n_positive"] >= 50
+    assert check["roc_auc"] >= OUT_OF_SOURCE_FLOOR, check
 
 
 def test_classes_are_balanced_and_seed_urls_excluded(trained: tuple[TrainResult, Path]) -> None:
