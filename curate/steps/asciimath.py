@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 
 from curate.steps.mathml import join_tex
 
-__all__ = ["asciimath_to_latex"]
+__all__ = ["MAX_DEPTH", "asciimath_to_latex"]
+
+# Brackets and commands nested deeper than this are kept as symbols; each level costs a few stack frames.
+MAX_DEPTH = 64
 
 _GREEK = frozenset(
     {"alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "Theta",
@@ -200,6 +203,7 @@ class _Parser:
     def __init__(self, tokens: list[_Token]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -242,10 +246,24 @@ class _Parser:
         if token is None:
             return _Node(tex="")
         self.pos += 1
+        if token.kind in ("left", "unary", "binary"):
+            if self.depth >= MAX_DEPTH:
+                # Hostile input (`sqrt ` 3,000 times) must not exhaust the recursion limit: beyond the
+                # depth any real formula reaches, commands and brackets are kept as plain symbols.
+                return _Node(tex=token.name)
+            self.depth += 1
+            try:
+                return self._nested(token)
+            finally:
+                self.depth -= 1
         if token.kind == "const":
             return _Node(tex=_tex_of(token.name))
         if token.kind == "text":
             return _Node(tex=rf"\text{{{token.name}}}")
+        # A stray infix or right bracket: keep it as a symbol.
+        return _Node(tex=_RIGHT.get(token.name, token.name) or token.name)
+
+    def _nested(self, token: _Token) -> _Node:
         if token.kind == "left":
             items = self.expression(inside=True)
             close = self.peek()
@@ -271,8 +289,7 @@ class _Parser:
             if command == r"\sqrt":
                 return _Node(tex=rf"\sqrt[{first}]{{{second}}}")
             return _Node(tex=f"{command}{{{first}}}{{{second}}}")
-        # A stray infix or right bracket: keep it as a symbol.
-        return _Node(tex=_RIGHT.get(token.name, token.name) or token.name)
+        raise ValueError(f"not a nesting token: {token.kind}")
 
 
 def _split_commas(items: list[_Node]) -> list[list[_Node]]:

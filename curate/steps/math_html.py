@@ -42,10 +42,19 @@ class Extracted:
 # A TeX span in extracted text. Inline `$..$` may not cross a blank line or hold a bare `$`, so a stray
 # currency sign pairs with at most one paragraph, not the rest of the page. The branches are grouped by
 # their first character because Python's `re` scans several times faster with that prefix to look for.
+# Every span body is tempered: it cannot run past the next opener of its own kind (`\[`, `\(`, `\begin{`),
+# and backslashes are consumed in escape pairs, so a failed attempt stops at the next opener and the whole
+# scan stays linear. A lazy `.+?` here made 200 KB of unclosed `\[` take minutes.
+_BRACKET_BODY = r"(?:[^\\]|\\\\|\\[^\[\]\\])+?"
+_PAREN_BODY = r"(?:[^\\]|\\\\|\\[^()\\])+?"
+# One character of an environment's body, or an escape pair; never the start of `\begin{` or `\end{`.
+_ENV_CHAR = r"(?:[^\\]|\\\\|\\(?!begin\{|end\{)[^\\])"
 MATH_SPAN_RE = re.compile(
     r"\$(?:\$(?P<dd>[^$]+)\$\$|(?<![\\$]\$)(?P<d>[^$\\\n]*(?:(?:\\.|\n(?!\s*\n))[^$\\\n]*)*)\$)"
-    r"|\\(?:\[(?P<bracket>.+?)\\\]|\((?P<paren>.+?)\\\)"
-    r"|(?P<env>begin\{(?P<envname>[A-Za-z]+\*?)\}.+?\\end\{(?P=envname)\}))",
+    rf"|\\(?:\[(?P<bracket>{_BRACKET_BODY})\\\]|\((?P<paren>{_PAREN_BODY})\\\)"
+    # An environment may hold environments one level deep (`align` around `cases`), each closed by name.
+    rf"|(?P<env>begin\{{(?P<envname>[A-Za-z]+\*?)\}}(?:{_ENV_CHAR}"
+    rf"|\\begin\{{(?P<inner>[A-Za-z]+\*?)\}}{_ENV_CHAR}*\\end\{{(?P=inner)\}})*\\end\{{(?P=envname)\}}))",
     re.DOTALL,
 )
 
@@ -62,11 +71,27 @@ def iter_math_spans(text: str) -> Iterator[str]:
             yield body.strip()
 
 
-# One DOM query by tag name finds every candidate (type selectors are the cheap kind: under 1 ms on a 170 KB
-# page, less than a handful of substring scans of the HTML string); Python then narrows scripts and images.
+# One DOM query finds every candidate, and the selectors are narrow on purpose: resiliparse 2 costs ~25 µs
+# for every DOM node that reaches Python, so the C side must not hand over every <script> and <img> of a news
+# page (a broad `script, img` selector made extraction 15x slower). Formula images are found by the renderer
+# in their URL or class, or by a backslash in their alt text (TeX); Python then checks each one properly.
 # KaTeX output needs no selector of its own: it always carries a <math> element. `.math` holds raw TeX for
 # KaTeX auto-render and Sphinx/pandoc pages, or, elsewhere, plain text that merely looks mathematical.
-_CANDIDATES = "script, math, img, mjx-container, .math"
+_FORMULA_IMAGE_SOURCES = ("latex", "codecogs", "mimetex", "mathtex", "cht=tx")
+_CANDIDATES = ", ".join(
+    [
+        'script[type^="math/" i]',
+        "math",
+        "mjx-container",
+        ".math",
+        *(f'img[src*="{source}" i]' for source in _FORMULA_IMAGE_SOURCES),
+        'img[class*="latex" i]',
+        'img[class~="tex" i]',
+        'img[alt*="\\\\"]',
+    ]
+)
+# Scripts that may load or configure AsciiMath; they sit in <head>, so this query runs on the document.
+_ASCIIMATH_LOADERS = 'script[src*="asciimath" i], script[src*="am_" i], script[type*="mathjax" i]'
 # Raw TeX in a `.math` element: a control word or a braced/lettered sub- or superscript.
 _LOOKS_LIKE_TEX = re.compile(r"\\[A-Za-z]+|[_^](?:\{|\w)")
 _TEX_WORD = re.compile(r"\\[A-Za-z]{2,}")
@@ -76,21 +101,22 @@ _HAS_DELIMITERS = re.compile(r"\$|\\\(|\\\[|\\begin\{")
 _BLOCK_TAGS = frozenset({"div", "p", "li", "td", "th", "dd", "section", "center", "figure", "blockquote", "pre"})
 _PLANNED = "data-curate-math"  # marks an element planned for replacement during `_rewrite_math`
 _INVISIBLE_TAGS = frozenset({"style", "script", "noscript", "template", "meta", "link"})
-_FORMULA_IMAGE_SOURCES = ("latex", "codecogs", "mimetex", "mathtex", "cht=tx")
-
 # codecogs / latex.php prefixes that set rendering options, not mathematics.
 _IMAGE_OPTIONS = re.compile(
     r"^(?:\s*(?:\\(?:inline|displaystyle|dpi\{\d+\}|bg_\w+|bg\{\w+\}|fg_\w+|fn_\w+|(?:tiny|small|normalsize|"
     r"large|Large|LARGE|huge|Huge)\b)))+"
 )
-_CDATA = re.compile(r"^\s*%?\s*<!\[CDATA\[|%?\s*\]\]>\s*$")
 _BR_TEXT = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 # Forum markup (vBulletin/XenForo/phpBB) for TeX that the forum's MathJax config renders.
 # Case-insensitive only inside the tag names: a pattern-wide IGNORECASE stops `re` from scanning for the
 # literal `[` and made this the slowest step on forum pages.
 _BBCODE_TAGS = "(?i:itex|imath|ilatex|tex|math|latex)"
-_BBCODE_MATH = re.compile(rf"\[(?P<tag>{_BBCODE_TAGS})\](?P<body>.+?)\[/(?P<end>{_BBCODE_TAGS})\]", re.DOTALL)
+# The body cannot run past another math tag, so an unclosed `[tex]` costs one scan to the next tag, not to
+# the end of the page (a lazy `.+?` made many unclosed tags quadratic).
+_BBCODE_MATH = re.compile(
+    rf"\[(?P<tag>{_BBCODE_TAGS})\](?P<body>(?:[^\[]|\[(?!/?{_BBCODE_TAGS}\]))+?)\[/(?P<end>{_BBCODE_TAGS})\]"
+)
 _INLINE_BBCODE = frozenset({"itex", "imath", "ilatex"})
 # AsciiMath between backticks; `\`` is a literal backtick.
 _BACKTICKS = re.compile(r"(?<!\\)`([^`\n]+?)(?<!\\)`")
@@ -178,9 +204,9 @@ def _rewrite_math(tree: HTMLTree) -> tuple[int, bool]:
     Returns how many were rewritten, and whether the page loads AsciiMath (its backtick-delimited formulas
     are plain text in the DOM and are converted after extraction).
 
-    Plan first, then edit: resiliparse documents DOMNodes as invalid after any tree manipulation, so every
-    decision is taken on the untouched tree, a candidate inside an already planned replacement is skipped,
-    and only then is the DOM changed, each planned element once.
+    Plan first, then edit: every decision is taken on the untouched tree, a candidate inside an already
+    planned replacement is skipped, and only then is the DOM changed, each planned element once. (resiliparse
+    1.1 left stale nodes behind after edits, then crashed; 2.x does not, and the order is still the clearer.)
     """
     body = tree.body
     if body is None or tree.document is None:
@@ -190,16 +216,15 @@ def _rewrite_math(tree: HTMLTree) -> tuple[int, bool]:
     mathml: list[DOMNode] = []
     images: list[DOMNode] = []
     classed: list[DOMNode] = []
-    asciimath_page = False
-    # From the document, not the body: the scripts that load AsciiMath sit in <head>.
-    for node in tree.document.query_selector_all(_CANDIDATES):
+    asciimath_page = any(
+        _loads_asciimath(script, script.getattr("type")) for script in tree.document.query_selector_all(_ASCIIMATH_LOADERS).values()
+    )
+    # `.values()`: indexing or iterating a resiliparse 2 node list costs time in proportion to its length for
+    # every item (quadratic: 10,000 nodes took minutes); `values()` converts the list once.
+    for node in body.query_selector_all(_CANDIDATES).values():
         tag = node.tag
         if tag == "script":
-            kind = node.getattr("type")
-            if kind and kind[:5].lower() == "math/":
-                scripts.append(node)
-            elif not asciimath_page:
-                asciimath_page = _loads_asciimath(node, kind)
+            scripts.append(node)
         elif tag == "math":
             mathml.append(node)
         elif tag == "img":
@@ -226,10 +251,9 @@ def _rewrite_math(tree: HTMLTree) -> tuple[int, bool]:
 class _Plan:
     """Replacements decided on the unmodified tree: (node, TeX or None to delete, display).
 
-    Planned nodes are marked with an attribute rather than kept in a set. Sets and `==` of resiliparse
-    1.1.0 DOMNodes segfaulted here, intermittently, depending on what earlier pages had allocated (seen in
-    the test suite and over the shared pages); attribute reads and `.parent` walks have not. "Does this
-    element hold a planned node" is then one C-side selector query.
+    Planned nodes are marked with an attribute, so "is this inside a planned node" and "does this hold one"
+    are single C-side queries (`closest`, `query_selector`) instead of walks that bring every ancestor into
+    Python (20,000 nested `<mjx-container>` took 260 s that way).
     """
 
     def __init__(self) -> None:
@@ -237,16 +261,8 @@ class _Plan:
 
     @staticmethod
     def covers(node: DOMNode) -> bool:
-        """Whether `node` is, or lies inside, a node already planned for replacement (or is outside body)."""
-        current: DOMNode | None = node
-        while current is not None:
-            if current.type == NodeType.ELEMENT:
-                if current.hasattr(_PLANNED):
-                    return True
-                if current.tag == "body":
-                    return False
-            current = current.parent
-        return True
+        """Whether `node` is, or lies inside, a node already planned for replacement."""
+        return node.closest(f"[{_PLANNED}]") is not None
 
     @staticmethod
     def holds_target(node: DOMNode) -> bool:
@@ -291,9 +307,15 @@ def _has_class(node: DOMNode, name: str) -> bool:
 
 
 def _script_tex(script: DOMNode) -> str:
-    text = script.text
+    text = script.text.strip()
     if "CDATA" in text:
-        text = _CDATA.sub("", text)
+        # `% <![CDATA[ .. % ]]>`, as XHTML pages wrap script bodies (string operations: a regex with `\s*`
+        # at both ends is quadratic on long runs of whitespace).
+        head = text.lstrip("% \t\r\n")
+        if head.startswith("<![CDATA["):
+            text = head[len("<![CDATA[") :]
+        if text.rstrip().endswith("]]>"):
+            text = text.rstrip()[: -len("]]>")].rstrip().rstrip("%")
     return text.strip()
 
 
@@ -349,8 +371,7 @@ def _plan_mathjax3(plan: _Plan, containers: list[DOMNode]) -> None:
 
 
 def _only_child(node: DOMNode) -> bool:
-    # Counted, not compared: DOMNode equality in resiliparse 1.1.0 crashed (see `_Plan`).
-    return sum(1 for child in node.child_nodes if child.type == NodeType.ELEMENT) == 1
+    return int(node.child_element_count) == 1
 
 
 def _is_hidden_wrapper(node: DOMNode) -> bool:

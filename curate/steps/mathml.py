@@ -1,10 +1,15 @@
 """Presentation MathML -> LaTeX.
 
-`mathml_to_latex` takes either a resiliparse `DOMNode` (a `<math>` element, or any MathML element, from a
-tree that is already parsed: the cheap case inside HTML extraction) or a string holding MathML markup (a
-`math/mml` MathJax script, a test). Strings are parsed with resiliparse's HTML parser rather than an XML
-parser because MathML found on the web uses HTML named entities (`&InvisibleTimes;`, `&nbsp;`) and is often
-not well-formed XML; lexbor parses it as HTML5 foreign content. Namespace prefixes (`m:mi`) are ignored.
+`mathml_to_latex` takes either a resiliparse `MathNode` (a `<math>` element from a page already parsed) or a
+string holding MathML markup (a `math/mml` MathJax script, a CNXML seed, a test). Either way the formula is
+converted from markup text, parsed into a small tree of plain Python objects (`MathNode`): resiliparse 2
+pays ~25 µs for every Python-side DOM node wrapper, and walking a formula node by node through them cost more
+than the rest of the extraction. The markup is parsed with the standard library's tolerant HTML tokenizer,
+not an XML parser, because MathML found on the web uses HTML named entities (`&InvisibleTimes;`, `&nbsp;`)
+and is often not well-formed XML. Namespace prefixes (`m:mi`) are ignored.
+
+Web input is hostile: the tree is cut at `MAX_DEPTH` levels and `MAX_NODES` elements (deeper or further
+markup keeps only its text), so no formula can exhaust the recursion limit or run for long.
 
 When the author's TeX source is carried along (a `semantics` annotation in `application/x-tex`, as KaTeX,
 Wikipedia and MathJax's TeX input emit it, or LaTeXML's `alttext`), that source is returned as is: it is what
@@ -15,12 +20,29 @@ that MathML cannot express unambiguously are approximated.
 
 from __future__ import annotations
 
+import html as html_lib
 import re
+from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import TYPE_CHECKING, Union
 
-from resiliparse.parse.html import DOMNode, HTMLTree, NodeType
+if TYPE_CHECKING:
+    from resiliparse.parse.html import DOMNode
 
-__all__ = ["TEX_ANNOTATION_ENCODINGS", "UNICODE_TO_LATEX", "join_tex", "mathml_to_latex", "tex_annotation"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "TEX_ANNOTATION_ENCODINGS",
+    "UNICODE_TO_LATEX",
+    "MathNode",
+    "join_tex",
+    "mathml_to_latex",
+    "parse_mathml",
+]
+
+# Real formulas nest a few dozen levels at most; the converter recurses about three frames per level.
+MAX_DEPTH = 64
+MAX_NODES = 20_000
 
 _GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ϵ": r"\epsilon", "ε": r"\varepsilon",
@@ -124,54 +146,165 @@ _SHORT_SCRIPT_END = re.compile(r"[_^][A-Za-z0-9]$")
 _LENGTH = re.compile(r"^\s*(-?(?:\d+\.?\d*|\.\d+))\s*(em|ex|px|pt|mu)?\s*$")
 
 
-def tex_annotation(semantics_or_math: DOMNode) -> str | None:
-    """The TeX source carried in an `<annotation encoding="application/x-tex">` below this node, if any."""
-    for annotation in semantics_or_math.get_elements_by_tag_name("annotation"):
-        encoding = (annotation.getattr("encoding") or "").strip().lower()
-        if encoding in TEX_ANNOTATION_ENCODINGS:
+class MathNode:
+    """One MathML element: its tag (namespace prefix removed), attributes, and children in document order."""
+
+    __slots__ = ("attributes", "parts", "tag")
+
+    def __init__(self, tag: str, attributes: dict[str, str]) -> None:
+        self.tag = tag
+        self.attributes = attributes
+        self.parts: list[MathNode | str] = []
+
+    def getattr(self, name: str) -> str | None:
+        return self.attributes.get(name)
+
+    def hasattr(self, name: str) -> bool:
+        return name in self.attributes
+
+    @property
+    def elements(self) -> list[MathNode]:
+        return [part for part in self.parts if isinstance(part, MathNode)]
+
+    @property
+    def text(self) -> str:
+        return "".join(part if isinstance(part, str) else part.text for part in self.parts)
+
+    def descendants(self, tag: str) -> Iterator[MathNode]:
+        for part in self.parts:
+            if isinstance(part, MathNode):
+                if part.tag == tag:
+                    yield part
+                yield from part.descendants(tag)
+
+
+# HTML elements that never have an end tag; they may turn up inside <mtext> or <annotation-xml>.
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+# Markup as lexbor serialises it (and as MathJax scripts and CNXML write it): tags, comments, text. Every
+# branch is bounded by a character it cannot contain, so one pass over the markup is linear.
+_MARKUP_TOKEN = re.compile(
+    r"<(?P<end>/)?(?P<tag>[A-Za-z][^\s/>]*)(?P<attrs>[^>]*)>|<!--(?:[^-<]|-(?!->)|<(?!!--))*-->|<[!?][^<>]*>"
+    r"|(?P<text>[^<]+|<)"
+)
+_ATTRIBUTE = re.compile(r"""([^\s=/"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
+# Lexbor writes these the HTML way; a bare `&` is left alone by html.unescape.
+_ENTITY = "&"
+# The TeX source of a formula, when the markup carries it (KaTeX, Wikipedia, MathJax's TeX input, LaTeXML):
+# found by a scan of the markup, so most web formulas are never parsed into a tree at all.
+_ANNOTATION = re.compile(r"<(?:\w+:)?annotation\b([^>]*)>([^<]*)</(?:\w+:)?annotation>", re.IGNORECASE)
+_ENCODING = re.compile(r"""\bencoding\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+_ROOT_ALTTEXT = re.compile(r"""^\s*<(?:\w+:)?math\b[^>]*?\balttext\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+
+
+def _unescape(text: str) -> str:
+    return html_lib.unescape(text) if _ENTITY in text else text
+
+
+def _attributes(source: str) -> dict[str, str]:
+    if not source.strip(" /"):
+        return {}
+    return {
+        match.group(1).lower(): _unescape(match.group(2) or match.group(3) or match.group(4) or "")
+        for match in _ATTRIBUTE.finditer(source)
+    }
+
+
+def parse_mathml(markup: str) -> MathNode | None:
+    """The first `<math>` element of `markup`, or a `<math>` wrapping a fragment that has none.
+
+    Tolerant of tag soup: an end tag closes up to its open element, an end tag nothing opened is ignored.
+    """
+    root = MathNode("#root", {})
+    stack = [root]
+    nodes = skipped = 0  # `skipped`: start tags beyond the limits whose end tags are still to come
+    for match in _MARKUP_TOKEN.finditer(markup):
+        text = match.group("text")
+        if text is not None:
+            stack[-1].parts.append(_unescape(text))
+            continue
+        raw_tag = match.group("tag")
+        if raw_tag is None:
+            continue  # a comment, doctype or processing instruction
+        name = raw_tag.rpartition(":")[2].lower()
+        if match.group("end"):
+            if skipped:
+                skipped -= 1
+                continue
+            for depth in range(len(stack) - 1, 0, -1):
+                if stack[depth].tag == name:
+                    del stack[depth:]
+                    break
+            continue
+        attrs = match.group("attrs")
+        closed = attrs.endswith("/") or name in _VOID
+        if len(stack) > MAX_DEPTH or nodes >= MAX_NODES:
+            skipped += not closed
+            continue
+        node = MathNode(name, _attributes(attrs))
+        nodes += 1
+        stack[-1].parts.append(node)
+        if not closed:
+            stack.append(node)
+    math = next(root.descendants("math"), None)
+    if math is None and root.elements:
+        math = MathNode("math", {})
+        math.parts = root.parts
+    return math
+
+
+def _source_in_markup(markup: str) -> str | None:
+    """The TeX annotation, else the root's `alttext`, read straight from the markup."""
+    for match in _ANNOTATION.finditer(markup):
+        encoding = _ENCODING.search(match.group(1))
+        if encoding is not None and encoding.group(1).strip().lower() in TEX_ANNOTATION_ENCODINGS:
+            return _unescape(match.group(2)).strip()
+    alttext = _ROOT_ALTTEXT.match(markup)
+    if alttext is not None:
+        return _unescape(alttext.group(1) or alttext.group(2) or "").strip() or None
+    return None
+
+
+def _tex_annotation(node: MathNode) -> str | None:
+    """The TeX source carried in an `<annotation encoding="application/x-tex">` below `node`, if any."""
+    for annotation in node.descendants("annotation"):
+        if (annotation.getattr("encoding") or "").strip().lower() in TEX_ANNOTATION_ENCODINGS:
             return annotation.text.strip()
     return None
 
 
-def mathml_to_latex(math: DOMNode | str, *, prefer_source: bool = True) -> str:
+MathInput = Union["DOMNode", str]
+
+
+def mathml_to_latex(math: MathInput, *, prefer_source: bool = True) -> str:
     """Convert MathML to LaTeX (without `$` delimiters).
 
-    `math` is a `<math>` element (or any MathML element) of a resiliparse tree, or MathML markup as a string.
+    `math` is a `<math>` element of a resiliparse tree, or MathML markup as a string.
     With `prefer_source`, a TeX annotation or an `alttext` attribute is returned instead of converting;
     without it, annotations are ignored and the presentation markup is converted.
     """
-    if isinstance(math, str):
-        tree = HTMLTree.parse(math)
-        found = tree.body.query_selector("math") if tree.body is not None else None
-        if found is None:
-            # A fragment without <math>: lexbor only parses MathML tags as MathML inside <math>.
-            tree = HTMLTree.parse(f"<math>{math}</math>")
-            found = tree.body.query_selector("math") if tree.body is not None else None
-            if found is None:
-                return ""
-        math = found
+    markup = math if isinstance(math, str) else math.html
     if prefer_source:
-        source = tex_annotation(math)
-        if source is None and math.hasattr("alttext"):
-            source = (math.getattr("alttext") or "").strip() or None
+        source = _source_in_markup(markup)
         if source is not None:
             return source
-        return _row(_children(math)).strip()
+    root = parse_mathml(markup)
+    if root is None:
+        return ""
+    if prefer_source:
+        return _row(_children(root)).strip()
     token = _USE_ANNOTATIONS.set(False)
     try:
-        return _row(_children(math)).strip()
+        return _row(_children(root)).strip()
     finally:
         _USE_ANNOTATIONS.reset(token)
 
 
-def _tag(node: DOMNode) -> str:
-    tag = node.tag
-    colon = tag.find(":")
-    return tag[colon + 1 :] if colon >= 0 else tag
+def _tag(node: MathNode) -> str:
+    return node.tag
 
 
-def _children(node: DOMNode) -> list[DOMNode]:
-    return [child for child in node.child_nodes if child.type == NodeType.ELEMENT]
+def _children(node: MathNode) -> list[MathNode]:
+    return node.elements
 
 
 def join_tex(pieces: list[str]) -> str:
@@ -207,11 +340,11 @@ def _symbols(text: str) -> str:
     return join_tex(out)
 
 
-def _token_text(node: DOMNode) -> str:
+def _token_text(node: MathNode) -> str:
     return node.text.strip()
 
 
-def _mi(node: DOMNode) -> str:
+def _mi(node: MathNode) -> str:
     text = _token_text(node)
     if not text:
         return ""
@@ -232,7 +365,7 @@ def _mi(node: DOMNode) -> str:
     return latex
 
 
-def _mo(node: DOMNode) -> str:
+def _mo(node: MathNode) -> str:
     text = _token_text(node)
     if not text:
         # A bare non-breaking or thin space: keep the separation, not the glyph.
@@ -244,7 +377,7 @@ def _mo(node: DOMNode) -> str:
     return _symbols(text)
 
 
-def _mtext(node: DOMNode) -> str:
+def _mtext(node: MathNode) -> str:
     text = node.text
     if not text.strip():
         return r"\ " if text else ""
@@ -252,7 +385,7 @@ def _mtext(node: DOMNode) -> str:
     return f"\\text{{{escaped}}}"
 
 
-def _mspace(node: DOMNode) -> str:
+def _mspace(node: MathNode) -> str:
     if (node.getattr("linebreak") or "") == "newline":
         return r"\\"
     width = (node.getattr("width") or "").strip()
@@ -276,7 +409,7 @@ def _mspace(node: DOMNode) -> str:
     return ""
 
 
-def _frac(node: DOMNode) -> str:
+def _frac(node: MathNode) -> str:
     parts = _children(node)
     if len(parts) != 2:
         return _row(parts)
@@ -288,13 +421,13 @@ def _frac(node: DOMNode) -> str:
     return rf"\frac{{{num}}}{{{den}}}"
 
 
-def _zero_thickness(node: DOMNode) -> bool:
+def _zero_thickness(node: MathNode) -> bool:
     thickness = (node.getattr("linethickness") or "").strip() if node.hasattr("linethickness") else ""
     match = _LENGTH.match(thickness)
     return match is not None and float(match.group(1)) == 0
 
 
-def _scripts(node: DOMNode, tag: str) -> str:
+def _scripts(node: MathNode, tag: str) -> str:
     parts = _children(node)
     if not parts:
         return ""
@@ -308,7 +441,7 @@ def _scripts(node: DOMNode, tag: str) -> str:
     return _row(parts)
 
 
-def _superscript(node: DOMNode) -> str:
+def _superscript(node: MathNode) -> str:
     latex = _convert(node)
     # Primes are written f' in TeX, not f^{\prime}.
     if latex and set(latex) == {"'"}:
@@ -316,7 +449,7 @@ def _superscript(node: DOMNode) -> str:
     return "^" + _group(latex)
 
 
-def _base(node: DOMNode) -> str:
+def _base(node: MathNode) -> str:
     latex = _convert(node)
     tag = _tag(node)
     if tag in ("mi", "mn", "mo", "mtext") or len(latex) == 1 or _COMMAND_END.fullmatch(latex):
@@ -339,7 +472,7 @@ def _single_command_group(latex: str) -> bool:
     return True
 
 
-def _under_over(node: DOMNode, tag: str) -> str:
+def _under_over(node: MathNode, tag: str) -> str:
     parts = _children(node)
     if len(parts) < 2:
         return _row(parts)
@@ -377,7 +510,7 @@ def _under_over(node: DOMNode, tag: str) -> str:
     return rf"\overset{{{_convert(over)}}}{{\underset{{{_convert(under)}}}{{{base}}}}}"
 
 
-def _fenced(node: DOMNode) -> str:
+def _fenced(node: MathNode) -> str:
     open_ = node.getattr("open") if node.hasattr("open") else "("
     close = node.getattr("close") if node.hasattr("close") else ")"
     separators = (node.getattr("separators") if node.hasattr("separators") else ",") or ""
@@ -394,7 +527,7 @@ def _fence(char: str) -> str:
     return _FENCES.get(char, UNICODE_TO_LATEX.get(char, char))
 
 
-def _table(node: DOMNode) -> str:
+def _table(node: MathNode) -> str:
     rows: list[str] = []
     for row in _children(node):
         row_tag = _tag(row)
@@ -416,7 +549,7 @@ def _table(node: DOMNode) -> str:
     return rf"\begin{{matrix}}{body}\end{{matrix}}"
 
 
-def _enclose(node: DOMNode) -> str:
+def _enclose(node: MathNode) -> str:
     inner = _row(_children(node))
     notation = set((node.getattr("notation") or "longdiv").split())
     if notation & {"updiagonalstrike", "downdiagonalstrike", "horizontalstrike"}:
@@ -432,13 +565,13 @@ def _enclose(node: DOMNode) -> str:
     return inner
 
 
-def _multiscripts(node: DOMNode) -> str:
+def _multiscripts(node: MathNode) -> str:
     parts = _children(node)
     if not parts:
         return ""
     base = _base(parts[0])
-    post: list[DOMNode] = []
-    pre: list[DOMNode] = []
+    post: list[MathNode] = []
+    pre: list[MathNode] = []
     target = post
     for part in parts[1:]:
         if _tag(part) == "mprescripts":
@@ -446,7 +579,7 @@ def _multiscripts(node: DOMNode) -> str:
             continue
         target.append(part)
 
-    def attach(scripts: list[DOMNode]) -> str:
+    def attach(scripts: list[MathNode]) -> str:
         out = ""
         for index in range(0, len(scripts) - 1, 2):
             sub, sup = scripts[index], scripts[index + 1]
@@ -460,15 +593,15 @@ def _multiscripts(node: DOMNode) -> str:
     return prefix + base + attach(post)
 
 
-def _semantics(node: DOMNode) -> str:
-    source = tex_annotation(node) if _USE_ANNOTATIONS.get() else None
+def _semantics(node: MathNode) -> str:
+    source = _tex_annotation(node) if _USE_ANNOTATIONS.get() else None
     if source is not None:
         return source
     parts = [child for child in _children(node) if _tag(child) not in ("annotation", "annotation-xml")]
     return _convert(parts[0]) if parts else ""
 
 
-def _unwrap(node: DOMNode) -> DOMNode:
+def _unwrap(node: MathNode) -> MathNode:
     """`node` without single-child mrow wrappers (MathJax's TeXAtom ORD/OPEN/CLOSE groups)."""
     while _tag(node) == "mrow":
         children = _children(node)
@@ -478,12 +611,12 @@ def _unwrap(node: DOMNode) -> DOMNode:
     return node
 
 
-def _fence_text(node: DOMNode) -> str | None:
+def _fence_text(node: MathNode) -> str | None:
     node = _unwrap(node)
     return _token_text(node) if _tag(node) == "mo" else None
 
 
-def _row(nodes: list[DOMNode]) -> str:
+def _row(nodes: list[MathNode]) -> str:
     # `( mfrac[linethickness=0] )` is how MathJax and others write \binom.
     pieces: list[str] = []
     index = 0
@@ -506,7 +639,7 @@ def _row(nodes: list[DOMNode]) -> str:
     return join_tex(pieces)
 
 
-def _convert(node: DOMNode) -> str:
+def _convert(node: MathNode) -> str:
     tag = _tag(node)
     if tag == "mi":
         return _mi(node)
