@@ -43,6 +43,8 @@ class Step:
     """
 
     name: ClassVar[str] = "step_v0"
+    # The drop reason of a row whose processing raised (see `process_contained`).
+    error_reason: ClassVar[str] = "step_error"
 
     def __init__(self) -> None:
         self._ready = False
@@ -61,7 +63,29 @@ class Step:
         """Stream form; override for steps whose output rows are not one batch per input batch."""
         self.ensure_setup()
         for batch in batches:
+            yield from self.process_contained(batch)
+
+    def process_contained(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        """`process`, with any record whose processing raises dropped as `error_reason` instead of the job.
+
+        A batch that raises is processed again row by row, so only the rows that raise on their own are
+        dropped; their detail names the exception. Crawled content reaches every step, and one page must
+        never end a job of millions.
+        """
+        try:
             yield self.process(batch)
+            return
+        except Exception:
+            if batch.num_rows == 0:
+                raise
+        schema = with_drop_fields(self.output_schema(batch.schema))
+        for index in range(batch.num_rows):
+            row = batch.slice(index, 1)
+            try:
+                yield self.process(row)
+            except Exception as exc:
+                failed = conform(row, schema)
+                yield mark_dropped(failed, pa.array([True]), self.error_reason, pa.array([describe_exception(exc)]))
 
     def ensure_setup(self) -> None:
         if not getattr(self, "_ready", False):
@@ -79,6 +103,13 @@ class Step:
         for key in getattr(self, "_unpicklable", ()):
             state[key] = None
         return state
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line, cut to `limit` characters: a drop detail, not a traceback."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def final_schema(steps: list[Step], input_schema: pa.Schema) -> pa.Schema:

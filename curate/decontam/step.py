@@ -122,6 +122,7 @@ def hit_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 class DecontaminateStep(Step):
     name = "decontaminate_ngram_v1"
+    error_reason = "decontam_error"
 
     def __init__(self, index_path: str, mode: str = "drop", text_column: str = "text") -> None:
         super().__init__()

@@ -30,7 +30,7 @@ from curate.stage import (
     write_spark_output,
 )
 from curate.step import Step
-from curate.steps.extract import ExtractStep
+from curate.steps.extract import DEFAULT_RECORD_TIMEOUT_S, DEFAULT_WORKER_MEMORY_MB, ExtractStep
 from curate.steps.language import LanguageStep
 from curate.steps.read_warc import ReadWarcStep
 from curate.steps.urls import NormalizeUrlStep
@@ -45,13 +45,23 @@ FILE_PROBLEMS = ("unreadable_file", "truncated_record", "empty_file", NOTE_REASO
 class IngestConfig:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     min_chars: int = 1
+    # Extraction runs in a supervised child process: a page that crashes the parser or never finishes costs
+    # that record (`extract_crash`, `extract_timeout`), not the worker.
+    isolate_extraction: bool = True
+    record_timeout_s: float = DEFAULT_RECORD_TIMEOUT_S
+    worker_memory_mb: int = DEFAULT_WORKER_MEMORY_MB
 
 
 def ingest_steps(config: IngestConfig) -> list[Step]:
     return [
         ReadWarcStep(max_record_bytes=config.max_record_bytes),
         NormalizeUrlStep(),
-        ExtractStep(min_chars=config.min_chars),
+        ExtractStep(
+            min_chars=config.min_chars,
+            isolated=config.isolate_extraction,
+            record_timeout_s=config.record_timeout_s,
+            worker_memory_mb=config.worker_memory_mb,
+        ),
         LanguageStep(),
     ]
 

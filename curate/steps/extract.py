@@ -1,4 +1,10 @@
-"""ExtractStep: WARC record rows in, DOCUMENTS rows out (HTML sniffed, decoded, main text with math)."""
+"""ExtractStep: WARC record rows in, DOCUMENTS rows out (HTML sniffed, decoded, main text with math).
+
+Every record is contained: an exception while decoding or extracting drops that record as `extract_error`
+(the detail names the exception), and by default the work runs in a supervised child process
+(`curate.runners.guard`), so a crash in native code or a page that never finishes drops that record as
+`extract_crash` or `extract_timeout` and the rest of the batch goes on.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,9 @@ from typing import Any
 import pyarrow as pa
 
 from curate.io.warc import HTML_TYPES
+from curate.runners.guard import Failure, RecordGuard
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, with_drop_fields
-from curate.step import Step
-from curate.steps.decode import DecodeFailed, NotHtml, decode_html, sniff_html
+from curate.step import Step, describe_exception, worker_cached
 
 _PASSTHROUGH = (
     "doc_id",
@@ -23,41 +29,99 @@ _PASSTHROUGH = (
     "content_type",
 )
 
+# No real page of the shared data takes more than a fraction of a second; a minute is a page that never ends.
+DEFAULT_RECORD_TIMEOUT_S = 60.0
+# The extraction child's address-space cap: a page that needs more is dropped, not the worker's host.
+DEFAULT_WORKER_MEMORY_MB = 4096
+
+# (text, charset, has_math_markup, drop_reason, drop_detail)
+Outcome = tuple[str | None, str | None, bool | None, str | None, str | None]
+
+
+def extract_record(
+    payload: bytes | None, http_charset: str | None, content_type: str | None, min_chars: int
+) -> Outcome:
+    """One record's extraction; the same function runs in-process and in the guarded child."""
+    from curate.steps.decode import DecodeFailed, NotHtml, decode_html, sniff_html
+    from curate.steps.math_html import extract_main_text
+
+    charset = None
+    try:
+        sniff_html(payload or b"", declared_html=(content_type or "").startswith(HTML_TYPES))
+        html, charset = decode_html(payload or b"", http_charset)
+        extracted = extract_main_text(html)
+    except NotHtml as exc:
+        return None, charset, None, "non_html", str(exc)
+    except DecodeFailed as exc:
+        return None, charset, None, "decode_error", str(exc)
+    except Exception as exc:  # one page's failure is that page's drop, never the job's end
+        return None, charset, None, "extract_error", describe_exception(exc)
+    text = extracted.text
+    if len(text.strip()) < min_chars:
+        return None, charset, extracted.has_math_markup, "empty_text", f"{len(text.strip())} chars of main text"
+    return text, charset, extracted.has_math_markup, None, None
+
 
 class ExtractStep(Step):
-    name = "extract_math_html_v1"
+    name = "extract_math_html_v2"
+    error_reason = "extract_error"
 
-    def __init__(self, min_chars: int = 1) -> None:
+    def __init__(
+        self,
+        min_chars: int = 1,
+        *,
+        isolated: bool = True,
+        record_timeout_s: float = DEFAULT_RECORD_TIMEOUT_S,
+        worker_memory_mb: int = DEFAULT_WORKER_MEMORY_MB,
+    ) -> None:
         super().__init__()
         self.min_chars = min_chars
+        self.isolated = isolated
+        self.record_timeout_s = record_timeout_s
+        self.worker_memory_mb = worker_memory_mb
 
     def config(self) -> dict[str, Any]:
-        return {"min_chars": self.min_chars}
+        # Isolation and its limits decide only which hostile records are dropped, but they do decide that.
+        return {
+            "min_chars": self.min_chars,
+            "isolated": self.isolated,
+            "record_timeout_s": self.record_timeout_s,
+            "worker_memory_mb": self.worker_memory_mb,
+        }
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return DOCUMENTS
 
-    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        from curate.steps.math_html import extract_main_text
+    def _guard(self) -> RecordGuard:
+        key = f"extract-guard:{self.record_timeout_s}:{self.worker_memory_mb}"
+        return worker_cached(
+            key,
+            lambda: RecordGuard(
+                "curate.steps.extract:extract_record",
+                kind="extract",
+                timeout_s=self.record_timeout_s,
+                memory_mb=self.worker_memory_mb,
+            ),
+        )
 
+    def _extract(self, payload: bytes | None, http_charset: str | None, content_type: str | None) -> Outcome:
+        if not self.isolated:
+            return extract_record(payload, http_charset, content_type, self.min_chars)
+        result = self._guard().call(payload, http_charset, content_type, self.min_chars)
+        if isinstance(result, Failure):
+            return None, None, None, result.reason, result.detail
+        outcome: Outcome = result
+        return outcome
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         columns: dict[str, list[Any]] = {name: batch.column(name).to_pylist() for name in _PASSTHROUGH}
         payloads = batch.column("payload").to_pylist()
         http_charsets = batch.column("http_charset").to_pylist()
         out: dict[str, list[Any]] = {name: [] for name in (*DOCUMENTS.names, DROP_REASON, DROP_DETAIL)}
         for i, payload in enumerate(payloads):
-            text, charset, has_math, reason, detail = None, None, None, None, None
-            try:
-                content_type = columns["content_type"][i] or ""
-                sniff_html(payload or b"", declared_html=content_type.startswith(HTML_TYPES))
-                html, charset = decode_html(payload, http_charsets[i])
-                extracted = extract_main_text(html)
-                text, has_math = extracted.text, extracted.has_math_markup
-                if len(text.strip()) < self.min_chars:
-                    reason, detail = "empty_text", f"{len(text.strip())} chars of main text"
-            except NotHtml as exc:
-                reason, detail = "non_html", str(exc)
-            except DecodeFailed as exc:
-                reason, detail = "decode_error", str(exc)
+            text, charset, has_math, reason, detail = self._extract(
+                payload, http_charsets[i], columns["content_type"][i]
+            )
             for name in _PASSTHROUGH:
                 out[name].append(columns[name][i])
             out["charset"].append(charset)

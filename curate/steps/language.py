@@ -24,6 +24,7 @@ def _identifier() -> Any:
 
 class LanguageStep(Step):
     name = "language_py3langid_v1"
+    error_reason = "language_error"
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         identifier = worker_cached("py3langid", _identifier)

@@ -20,15 +20,20 @@ import html as html_lib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from resiliparse.extract.html2text import extract_plain_text
-from resiliparse.parse.html import DOMNode, HTMLTree, NodeType
+from resiliparse.parse.html import HTMLTree, NodeType
 
 from curate.steps.asciimath import asciimath_to_latex
 from curate.steps.mathml import mathml_to_latex
 
 __all__ = ["MATH_SPAN_RE", "Extracted", "extract_main_text", "iter_math_spans"]
+
+# A resiliparse element. Its stubs type `.parent`, `.prev` and friends as the base `Node`, while this module
+# only ever follows them to elements (checked through `.type` where it matters).
+DOMNode = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +222,8 @@ def _rewrite_math(tree: HTMLTree) -> tuple[int, bool]:
     images: list[DOMNode] = []
     classed: list[DOMNode] = []
     asciimath_page = any(
-        _loads_asciimath(script, script.getattr("type")) for script in tree.document.query_selector_all(_ASCIIMATH_LOADERS).values()
+        _loads_asciimath(script, script.getattr("type"))
+        for script in tree.document.query_selector_all(_ASCIIMATH_LOADERS).values()
     )
     # `.values()`: indexing or iterating a resiliparse 2 node list costs time in proportion to its length for
     # every item (quadratic: 10,000 nodes took minutes); `values()` converts the list once.
@@ -283,6 +289,7 @@ class _Plan:
             if not tex:
                 parent.remove_child(node)
                 continue
+            new: DOMNode
             if display:
                 # A block element gives display math its own line in the extracted text.
                 new = tree.create_element("div")

@@ -27,6 +27,7 @@ SCORE_NAMES = [f.name for f in SCORE_FIELDS]
 
 class MathScoreStep(Step):
     name: ClassVar[str] = "fasttext_math_v1"
+    error_reason = "score_error"
     _unpicklable = ("_model",)
 
     def __init__(self, model_path: str | Path, *, text_column: str = "text") -> None:

@@ -323,6 +323,7 @@ class MinHashStep(Step):
     """
 
     name: ClassVar[str] = "minhash_v1"
+    error_reason = "minhash_error"
 
     def __init__(self, params: MinHashParams | None = None, *, signatures_only: bool = False) -> None:
         super().__init__()

@@ -83,6 +83,7 @@ class NormalizeUrlStep(Step):
     """Replaces `url` by its normalised form and adds `host` and `registered_domain`; drops bad URLs."""
 
     name = "normalize_url_v1"
+    error_reason = "url_error"
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         for name in ("host", "registered_domain"):

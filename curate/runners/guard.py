@@ -1,0 +1,200 @@
+"""Run a per-record function in a supervised child process, so that no record can take its worker down.
+
+Native parsers meet every page the web holds. A record that segfaults the parser, exhausts memory or never
+finishes would otherwise kill the Spark Python worker (and, after `spark.task.maxFailures` retries of the same
+record, the whole job). Here the function runs in a child Python process that the worker supervises:
+
+- the parent sends one record at a time and waits for its result with a deadline, so it always knows which
+  record was in flight;
+- a child that dies (a signal, `os._exit`, an allocation failure past its address-space cap) costs that record
+  a `<kind>_crash` drop, and the next record starts a fresh child;
+- a record with no result by the deadline costs a `<kind>_timeout` drop: the child is killed and replaced.
+
+Messages are length-prefixed pickles over the child's stdin/stdout. The child is started with
+`sys.executable -m curate.runners.guard` (never `fork`: the parent may be a JVM-connected driver with threads),
+and exits when its stdin closes, so it never outlives its worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+_HEADER = struct.Struct("!Q")
+_OK, _ERROR = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A record the guarded function did not return for: `reason` is `<kind>_crash` or `<kind>_timeout`."""
+
+    reason: str
+    detail: str
+
+
+class RecordGuard:
+    """Calls `target` (`"package.module:function"`) on records in a supervised child process.
+
+    `call` returns the function's result, or a `Failure`. An exception raised by the function itself is
+    re-raised in the parent, so the caller handles it as it would in-process.
+    """
+
+    def __init__(self, target: str, *, kind: str, timeout_s: float, memory_mb: int = 0) -> None:
+        self.target = target
+        self.kind = kind
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self._child: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def call(self, *args: Any) -> Any:
+        child = self._running_child()
+        message = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            assert child.stdin is not None
+            child.stdin.write(_HEADER.pack(len(message)) + message)
+            child.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return self._lost(child, "died before the record was sent")
+        assert child.stdout is not None
+        deadline = time.monotonic() + self.timeout_s
+        header = _read_exactly(child.stdout, _HEADER.size, deadline)
+        if header is None or header is _TIMED_OUT:
+            return self._lost(child, None, timed_out=header is _TIMED_OUT)
+        (size,) = _HEADER.unpack(header)
+        body = _read_exactly(child.stdout, size, deadline)
+        if body is None or body is _TIMED_OUT:
+            return self._lost(child, None, timed_out=body is _TIMED_OUT)
+        status, value = pickle.loads(body)
+        if status == _ERROR:
+            raise value
+        return value
+
+    def close(self) -> None:
+        if self._child is not None:
+            with contextlib.suppress(OSError):
+                assert self._child.stdin is not None
+                self._child.stdin.close()
+            try:
+                self._child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+            self._child = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _running_child(self) -> subprocess.Popen[bytes]:
+        if self._child is None or self._child.poll() is not None:
+            env = dict(os.environ)
+            # The child imports curate exactly as this process does (an editable install, a zip on a cluster).
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "curate.runners.guard", self.target, str(self.memory_mb)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        return self._child
+
+    def _lost(self, child: subprocess.Popen[bytes], note: str | None, *, timed_out: bool = False) -> Failure:
+        self._child = None
+        self.restarts += 1
+        if timed_out:
+            child.kill()
+            child.wait()
+            return Failure(f"{self.kind}_timeout", f"no result within {self.timeout_s:g} s; worker process killed")
+        try:
+            code = child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            code = child.wait()
+        return Failure(f"{self.kind}_crash", note or f"worker process ended: {_describe_exit(code)}")
+
+
+_TIMED_OUT = b"\x00timed-out"
+
+
+def _read_exactly(stream: IO[bytes], size: int, deadline: float) -> bytes | None:
+    """`size` bytes from the child's stdout; None at end of stream, `_TIMED_OUT` past the deadline."""
+    fd = stream.fileno()
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            return _TIMED_OUT
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            return _TIMED_OUT
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
+
+
+def _serve(target: str, memory_mb: int) -> None:
+    if memory_mb > 0:
+        import resource
+
+        limit = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    function = _resolve(target)
+    # The protocol owns the original stdout; anything a library prints (from Python or C) goes to stderr.
+    source, sink = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    while True:
+        header = source.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return  # the worker closed the pipe: its task is over
+        (size,) = _HEADER.unpack(header)
+        args = pickle.loads(source.read(size))
+        try:
+            reply = pickle.dumps((_OK, function(*args)), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # handed to the parent, which drops the record with the exception's name
+            reply = pickle.dumps((_ERROR, _portable(exc)), protocol=pickle.HIGHEST_PROTOCOL)
+        sink.write(_HEADER.pack(len(reply)) + reply)
+        sink.flush()
+
+
+def _portable(exc: Exception) -> Exception:
+    """The exception itself when it pickles, else a RuntimeError that names it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
