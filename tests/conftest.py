@@ -26,3 +26,9 @@ def spark():
     session = build_session("local[2]", app_name="curate-tests", driver_memory="2g", shuffle_partitions=4)
     yield session
     session.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite tests/golden/ from this run (see tests/e2e/test_golden.py)"
+    )
