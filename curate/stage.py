@@ -32,6 +32,7 @@ from curate.errors import ConfigError, CurateError
 from curate.fingerprints import code_versions, files_fingerprint
 from curate.io import fs
 from curate.manifest import MANIFEST_NAME, Manifest, config_hash, fingerprint
+from curate.progress import StageProgress
 from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, REJECTED, spark_schema, without_drop_fields
 from curate.step import Step, conform, final_schema, run_steps
 
@@ -130,6 +131,7 @@ class Stage:
         self.fingerprint = fingerprint(self.config_hash, fingerprints, self.code_versions)
         self._started = 0.0
         self._locked = False
+        self.progress = StageProgress(name, spark=ctx.runner != "local")
 
     def finished(self) -> Manifest | None:
         """The committed manifest if this exact stage (config, steps, inputs) already ran."""
@@ -152,6 +154,7 @@ class Stage:
             raise
         self._locked = True
         self._started = time.monotonic()
+        self.progress.start()
         fs.remove_tree(self.tmp_path)
         fs.make_dirs(self.tmp_path.rsplit("/", 1)[0])
 
@@ -176,6 +179,7 @@ class Stage:
         problems: list[dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Manifest:
+        self.progress.stop()
         drops = dict(drops)
         notes = drops.pop(NOTE_REASON, 0)
         if notes:
@@ -363,6 +367,7 @@ def write_local_output(
         dropped_mask = pc.is_valid(batch.column(DROP_REASON))
         kept_sink.write(conform(batch.filter(pc.invert(dropped_mask)), kept_schema))
         dropped = batch.filter(dropped_mask)
+        stage.progress.output(batch.num_rows, dropped.num_rows)
         if dropped.num_rows:
             rejected_sink.write(conform(dropped, REJECTED))
             if collect_reasons:
@@ -445,6 +450,8 @@ def run_step_stage(
             assert source_stage is not None
             batches = read_dataset_batches(source_stage)
             n_input = _local_count(source_stage)
+        stage.progress.expect(n_input, "files" if source_files is not None else "rows")
+        batches = stage.progress.count_inputs(batches)
         counts = write_local_output(stage, run_steps(steps, batches, input_schema), out_schema, **options)
     else:
         spark = ctx.spark

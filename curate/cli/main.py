@@ -57,6 +57,9 @@ _mount_optional()
 
 
 def _fail(message: str, exit_code: int) -> None:
+    from curate.progress import stop_all
+
+    stop_all()  # a stage that failed left its live line running
     sys.stderr.write(f"error: {one_line(message)}\n")
     sys.stderr.flush()
     sys.exit(exit_code)
