@@ -28,6 +28,7 @@ import hashlib
 import io
 import os
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -307,6 +308,12 @@ class WarcFileReader:
                         "truncated_record", start, f"record headers do not parse: {_one_line(exc)}"
                     )
                     continue
+                if _repeated_record_headers(record.rec_headers):
+                    # A lost blank line runs two records' headers together: the second record is inside.
+                    pending = _next_version_line(reader)
+                    detail = "two records' WARC headers run together (a header block lost its end)"
+                    yield self._file_problem("truncated_record", start, detail)
+                    continue
                 if _int(record.rec_headers.get_header("Content-Length")) is None:
                     pending = _next_version_line(reader)
                     yield self._file_problem("truncated_record", start, "WARC header block without a Content-Length")
@@ -420,6 +427,11 @@ class _RecordSpan:
     def get_record_length(self) -> int:
         self.get_record_offset()
         return (self._end or self._start) - self._start
+
+
+def _repeated_record_headers(headers: Any) -> bool:
+    names = Counter(name.strip().lower() for name, _ in headers.headers)
+    return any(names[name] > 1 for name in ("warc-type", "warc-record-id", "content-length"))
 
 
 def _next_nonblank_line(reader: LineReader) -> tuple[int, bytes] | None:

@@ -140,24 +140,24 @@ SOURCES = ["clueweb", "clueweb.gz", "web-warc/dolma/sample-0000.warc.gz", "web-w
 
 
 @st.composite
-def _damaged(draw: st.DrawFn) -> tuple[str, bytes]:
+def _damaged(draw: st.DrawFn) -> tuple[str, str, bytes]:
     name = draw(st.sampled_from(SOURCES))
     data = _fuzz_source(name)
     at = draw(st.integers(0, len(data) - 1))
     kind = draw(st.sampled_from(["truncate", "flip", "insert", "delete"]))
     if kind == "truncate":
-        return name, data[:at]
+        return name, kind, data[:at]
     if kind == "flip":
-        return name, data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1 :]
+        return name, kind, data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1 :]
     if kind == "insert":
-        return name, data[:at] + draw(st.binary(min_size=1, max_size=200)) + data[at:]
-    return name, data[:at] + data[at + draw(st.integers(1, 200)) :]
+        return name, kind, data[:at] + draw(st.binary(min_size=1, max_size=200)) + data[at:]
+    return name, kind, data[:at] + data[at + draw(st.integers(1, 200)) :]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(case=_damaged())
-def test_damaged_files_never_raise_and_every_record_is_a_row(case: tuple[str, bytes]) -> None:
-    name, damaged = case
+def test_damaged_files_never_raise_and_every_record_is_a_row(case: tuple[str, str, bytes]) -> None:
+    name, kind, damaged = case
     suffix = ".warc.gz" if name.endswith(".gz") else ".warc"
     reader = WarcFileReader(f"/nonexistent/damaged{suffix}", data=damaged)
     rows = list(reader.rows())  # an exception escaping here fails the test
@@ -168,6 +168,9 @@ def test_damaged_files_never_raise_and_every_record_is_a_row(case: tuple[str, by
     assert max(ids.values()) == 1, "two rows share a doc_id"
     intact = _records(list(WarcFileReader(f"/nonexistent/intact{suffix}", data=_fuzz_source(name)).rows()))
     records = _records(rows)
-    if len(records) < len(intact) and not [r for r in rows if r.drop_reason in PROBLEMS]:
+    # A deletion can splice the head of one record onto the tail of the next into one well-formed record:
+    # no reader can tell that from a valid file (ClueWeb09 carries no digests), so it is left out here.
+    named = [r for r in rows if r.drop_reason in PROBLEMS or r.drop_reason == "bad_header"]
+    if kind != "delete" and len(records) < len(intact) and not named:
         # Only a cut exactly between records (a valid, shorter file) may lose records without a problem row.
         assert damaged == _fuzz_source(name)[: len(damaged)], f"{len(records)} of {len(intact)} records, no problem"
