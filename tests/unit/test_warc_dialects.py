@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -87,6 +88,25 @@ def test_a_record_with_a_wrong_content_length_is_named_and_reading_resumes(tmp_p
     urls = {r.url for r in _records(rows) if r.drop_reason is None}
     assert set(made.urls[:3]) <= urls, "records before the damage were lost"
     assert made.urls[-1] in urls, "reading did not resume after the damaged record"
+
+
+def test_a_huge_header_line_inside_a_whole_file_gzip_is_bad_header_and_reading_resumes(tmp_path: Path) -> None:
+    made = write_clueweb_warc(tmp_path / "plain.warc", responses=5, gzipped=False)
+    data = made.path.read_bytes()
+    bad_at = made.record_offsets[2]
+    cut = data.index(b"\n", bad_at) + 1
+    deflater = zlib.compressobj(1, zlib.DEFLATED, 31)  # streamed: the test never holds the 128 MiB line
+    parts = [deflater.compress(data[:cut] + b"X-Padding: ")]
+    parts += [deflater.compress(b"a" * 2**20) for _ in range(128)]
+    parts += [deflater.compress(b"\n" + data[cut:]), deflater.flush()]
+    path = tmp_path / "bomb.warc.gz"
+    path.write_bytes(b"".join(parts))
+    rows = list(WarcFileReader(str(path)).rows())
+    [bad] = [r for r in rows if r.drop_reason == "bad_header"]
+    assert bad.warc_record_offset == bad_at and "header line over" in (bad.drop_detail or "")
+    kept = [r.url for r in rows if r.warc_record_type == "response" and r.drop_reason is None]
+    assert kept == [made.urls[0], *made.urls[2:]]
+    assert not [r for r in rows if r.drop_reason in PROBLEMS]
 
 
 @pytest.mark.parametrize(
