@@ -216,10 +216,14 @@ class WarcFileReader:
                 except HeaderTooLong as exc:
                     # The rest of this record's gzip member is skipped unread; warcio resumes at the next one.
                     bad_at = iterator.offset
+                    end = gzip_member_end(stream, bad_at)
+                    if emitted == 0 and end is not None and end == self._size():
+                        # The whole file is that one member: the text framing skips just the bad record.
+                        yield from self._rows_from_single_member()
+                        return
                     last_row = self._bad_header(bad_at, exc)
                     emitted += 1
                     yield last_row
-                    end = gzip_member_end(stream, bad_at)
                     if end is None:
                         detail = f"gzip member at offset {bad_at} is cut off or corrupt"
                         yield self._file_problem("truncated_record", bad_at, detail)
