@@ -422,5 +422,5 @@ def test_a_huge_header_block_of_short_lines_is_bad_header(tmp_path: Path) -> Non
             "https://example.org/cookies", "response", payload=BytesIO(page), length=len(page), http_headers=http
         )
         writer.write_record(record)
-    [row] = WarcFileReader(str(path)).rows()
+    [row] = [r for r in WarcFileReader(str(path)).rows() if r.drop_reason != NOTE_REASON]
     assert row.drop_reason == "bad_header" and "header block over" in (row.drop_detail or "")
