@@ -188,8 +188,7 @@ class WarcFileReader:
         last_row: RecordRow | None = None
         member_open = False
         while True:
-            with self._stream() as stream:
-                stream.seek(start)
+            with self._stream_at(start) as stream:
                 iterator = BoundedArchiveIterator(stream, check_digests=False)
                 try:
                     for record in iterator:
@@ -216,7 +215,8 @@ class WarcFileReader:
                 except HeaderTooLong as exc:
                     # The rest of this record's gzip member is skipped unread; warcio resumes at the next one.
                     bad_at = iterator.offset
-                    end = gzip_member_end(stream, bad_at)
+                    with self._stream_at(bad_at) as member:
+                        end = gzip_member_end(member, bad_at)
                     if emitted == 0 and end is not None and end == self._size():
                         # The whole file is that one member: the text framing skips just the bad record.
                         yield from self._rows_from_single_member()
@@ -260,10 +260,17 @@ class WarcFileReader:
     def _size(self) -> int | None:
         if self.data is not None:
             return len(self.data)
-        try:
-            return os.path.getsize(fs.local_path(self.warc_path))
-        except OSError:
-            return None
+        return fs.file_size(self.warc_path)
+
+    def _stream_at(self, offset: int) -> BinaryIO:
+        """The input positioned at `offset`; a stream that cannot seek (HTTP) is read up to there."""
+        stream = self._stream()
+        if stream.seekable():
+            stream.seek(offset)
+            return stream
+        while offset > 0 and (skipped := len(stream.read(min(offset, CHUNK)))):
+            offset -= skipped
+        return stream
 
     def _rows_from_single_member(self, skip: int = 0) -> Iterator[RecordRow]:
         yield self._file_problem(

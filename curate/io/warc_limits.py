@@ -266,9 +266,8 @@ def _bounded_join(parts: Iterator[bytes], limit: int) -> bytes | None:
 
 
 def gzip_member_end(stream: BinaryIO, offset: int) -> int | None:
-    """Where the gzip member starting at `offset` ends, found by inflating it chunk by chunk and throwing
-    the output away; None if the member is cut off or corrupt."""
-    stream.seek(offset)
+    """Where the gzip member that starts at `offset` (where `stream` is positioned) ends, found by inflating
+    it chunk by chunk and throwing the output away; None if the member is cut off or corrupt."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     position = offset
     while chunk := stream.read(CHUNK):
