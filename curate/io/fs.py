@@ -82,6 +82,24 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_CREDENTIAL_ERRORS = (
+    "ACCESS_DENIED",
+    "INVALID_ACCESS_KEY_ID",
+    "SIGNATURE_DOES_NOT_MATCH",
+    "EXPIRED_TOKEN",
+    "FORBIDDEN",
+)
+
+
+def _store_error(exc: OSError) -> str:
+    """pyarrow's message, plus what to check when the store refused the credentials (a HEAD request's 403
+    carries no error code, so ACCESS_DENIED stands for wrong keys as often as for a missing permission)."""
+    text = one_line(exc)
+    if any(code in text for code in _CREDENTIAL_ERRORS):
+        text += " (check the credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role)"
+    return text
+
+
 @functools.lru_cache(maxsize=64)
 def _store(uri_scheme: str, bucket: str, endpoint: str | None) -> pafs.FileSystem:
     """One filesystem per bucket (and endpoint), reused by every file of a task: S3 resolves the bucket's
@@ -332,7 +350,7 @@ def _expand_object_store(pattern: str) -> list[str]:
             raise ConfigError(f"--input {pattern}: a bucket name cannot be a pattern")
         matches = _object_store_matches(filesystem, inner)
     except OSError as exc:
-        raise ConfigError(f"--input {pattern}: {one_line(exc)}") from None
+        raise ConfigError(f"--input {pattern}: {_store_error(exc)}") from None
     if not matches:
         check_bucket(pattern, "--input")
     return [prefix + path for path in matches]
@@ -350,7 +368,7 @@ def check_bucket(path: str, option: str) -> None:
         # A listing needs valid credentials even where the bucket check does not.
         filesystem.get_file_info(pafs.FileSelector(inner.rstrip("/"), allow_not_found=True))
     except OSError as exc:
-        raise ConfigError(f"{option} {path}: {one_line(exc)}") from None
+        raise ConfigError(f"{option} {path}: {_store_error(exc)}") from None
 
 
 def _object_store_matches(filesystem: pafs.FileSystem, inner: str) -> list[str]:
