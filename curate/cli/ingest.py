@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from curate.cli.common import (
 )
 from curate.errors import ConfigError
 
+if TYPE_CHECKING:
+    from curate.stage import RunContext
+
 S3EndpointOption = Annotated[
     str | None,
     typer.Option(
@@ -24,6 +27,21 @@ S3EndpointOption = Annotated[
         help="S3-compatible endpoint (MinIO, Ceph, R2), e.g. http://127.0.0.1:9000. Default: $AWS_ENDPOINT_URL.",
     ),
 ]
+
+
+def resolve_inputs(ctx: RunContext, patterns: list[str], s3_endpoint: str | None = None) -> list[str]:
+    """The WARC files `patterns` name (ConfigError if one matches nothing), with the session settings their
+    schemes need: the S3 endpoint for the executors, and a Spark session where Hadoop expands the globs."""
+    from curate.io.fs import expand_inputs, streams_directly, use_s3_endpoint
+
+    for key, value in use_s3_endpoint(s3_endpoint).items():
+        ctx.spark_conf.setdefault(key, value)
+    through_hadoop = [p for p in patterns if not streams_directly(p)]
+    if through_hadoop and ctx.runner == "local":
+        raise ConfigError(f"--input {through_hadoop[0]}: this scheme is read through Spark; drop --local-runner")
+    if through_hadoop:
+        ctx.spark  # noqa: B018 - Hadoop expands these globs, which needs the session
+    return expand_inputs(patterns)
 
 
 def ingest(
@@ -41,19 +59,10 @@ def ingest(
     Inputs: local paths, s3:// (= s3a://), gs://, http(s):// (streamed by the executors), or any Hadoop scheme
     (hdfs://, viewfs://: read through Spark's binaryFile source).
     """
-    from curate.io.fs import expand_inputs, streams_directly, use_s3_endpoint
     from curate.stages.ingest import IngestConfig, run_ingest
 
     positive_number(max_record_mb, "--max-record-mb")
-    executor_env = use_s3_endpoint(s3_endpoint)
     ctx = make_context(out, master, local_runner, force, spark_conf)
-    for key, value in executor_env.items():
-        ctx.spark_conf.setdefault(key, value)
-    through_hadoop = [p for p in input if not streams_directly(p)]
-    if through_hadoop and local_runner:
-        raise ConfigError(f"--input {through_hadoop[0]}: this scheme is read through Spark; drop --local-runner")
-    if through_hadoop:
-        ctx.spark  # noqa: B018 - Hadoop expands these globs, which needs the session
-    paths = expand_inputs(input)
+    paths = resolve_inputs(ctx, input, s3_endpoint)
     manifests = run_ingest(ctx, paths, IngestConfig(max_record_bytes=int(max_record_mb * 2**20)))
     print_summary(manifests, out)

@@ -37,8 +37,8 @@ def run(
     spark_conf: SparkConfOption = None,
 ) -> None:
     """Ingest, near-dedup, N rounds of (train, score, select, domains, seed expansion), decontaminate, export."""
+    from curate.cli.ingest import resolve_inputs
     from curate.config import load_config
-    from curate.io.fs import expand_inputs
     from curate.pipeline import PipelineConfig, run_pipeline
 
     overrides = list(set_ or [])
@@ -52,7 +52,7 @@ def run(
     if local_runner:
         raise ConfigError("--local-runner applies to `curate ingest`; `curate run` has shuffle stages that need Spark")
     ctx = make_context(out_dir, master, local_runner, force, spark_conf)
-    paths = expand_inputs(input)
+    paths = resolve_inputs(ctx, input)
     if not paths:
         raise ConfigError(f"--input matched no WARC files: {' '.join(input)}")
     console.print(f"[bold]curate run[/bold]: {len(paths)} WARC file(s) -> {out_dir}")
