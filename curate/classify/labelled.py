@@ -7,6 +7,7 @@ that yields no text is counted under a named reason, never silently skipped.
 
 from __future__ import annotations
 
+import glob
 import gzip
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -37,7 +38,14 @@ def _page_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     """(WARC and HTML files, other files) under `paths`; directories walked in sorted order."""
     pages: list[Path] = []
     rest: list[str | Path] = []
+    expanded: list[str | Path] = []
     for raw in paths:
+        # Quoted globs (`'origin/math_*.html'`) are expanded here, as `curate run --input` does for WARCs.
+        matches = sorted(glob.glob(str(raw))) if glob.has_magic(str(raw)) else []
+        if glob.has_magic(str(raw)) and not matches:
+            raise InputError(str(raw), "the pattern matches no file")
+        expanded.extend(matches or [raw])
+    for raw in expanded:
         path = Path(raw)
         if path.is_dir():
             found = [

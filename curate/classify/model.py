@@ -30,6 +30,7 @@ class ModelInfo:
     path: Path
     model_id: str
     max_chars: int
+    threshold: float | None = None  # chosen on validation for a target precision (models since train v2)
 
     @property
     def manifest_path(self) -> Path:
@@ -58,7 +59,13 @@ def model_info(model_path: str | Path) -> ModelInfo:
     if not manifest_file.is_file():
         raise ConfigError(f"{path}: no manifest {manifest_file.name} beside it; models come from train_classifier")
     manifest: dict[str, Any] = json.loads(manifest_file.read_text())
-    return ModelInfo(path=path, model_id=manifest["model_id"], max_chars=int(manifest["preprocess"]["max_chars"]))
+    threshold = (manifest.get("threshold") or {}).get("threshold")
+    return ModelInfo(
+        path=path,
+        model_id=manifest["model_id"],
+        max_chars=int(manifest["preprocess"]["max_chars"]),
+        threshold=None if threshold is None else float(threshold),
+    )
 
 
 def load_model(path: str | Path) -> Any:

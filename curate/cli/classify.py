@@ -46,6 +46,16 @@ def train(
     max_per_class: Annotated[int | None, typer.Option(help="Cap the examples per class.")] = None,
     text_field: Annotated[str | None, typer.Option(help="Text field of the positives (default: auto).")] = None,
     threads: Annotated[int, typer.Option(help=">1 trains faster but the model (and its id) is not reproducible.")] = 1,
+    fit: Annotated[
+        str,
+        typer.Option(
+            help="auto: if the settings underfit (scores do not spread), pick epochs/lr on validation; "
+            "paper: train the given settings as they are."
+        ),
+    ] = "auto",
+    target_precision: Annotated[
+        float, typer.Option(help="Precision the threshold is chosen for on the validation PR curve.")
+    ] = 0.95,
 ) -> None:
     """Train on a seed corpus (positives) against random ingested documents (negatives), DeepSeekMath settings."""
     import xml.etree.ElementTree as ET
@@ -79,10 +89,26 @@ def train(
         f"  trained on {counts['train_positive']:,} math + {counts['train_negative']:,} other documents "
         f"({counts['excluded_seed_urls']:,} seed pages left out of the negatives)"
     )
+    chosen = result.fit["chosen"]
     out.print(
-        f"  held out {m['n']:,}: ROC-AUC {m['roc_auc']:.4f}  F1 {m['f1']:.4f}  "
-        f"precision {m['precision']:.4f}  recall {m['recall']:.4f} (at 0.5)"
+        f"  fastText epoch {chosen['epoch']} lr {chosen['lr']}"
+        + (" (the given settings underfit; chosen on validation log-loss)" if result.fit["tuned"] else "")
     )
+    if result.fit["degenerate"]:
+        out.print("  [bold red]WARNING: degenerate model, validation scores barely spread; see the manifest's fit[/]")
+    threshold = result.threshold
+    out.print(
+        f"  held out {m['n']:,}: ROC-AUC {m['roc_auc']:.4f}; threshold {threshold['threshold']:.4f} for precision "
+        f"{threshold['target_precision']:.2f}: precision {m['precision']:.4f} recall {m['recall']:.4f}"
+    )
+    source_check = result.out_of_source
+    if source_check.get("held_out_source"):
+        out.print(
+            f"  out-of-source: trained without {source_check['held_out_source']}, ROC-AUC {source_check['roc_auc']:.4f} "
+            f"on its {source_check['n_positive']:,} texts against {source_check['n_negative']:,} held-out negatives"
+        )
+    else:
+        out.print(f"  out-of-source: not measured ({source_check.get('note')})")
     if result.quantized_path is not None and result.quantized_metrics is not None:
         out.print(
             f"quantised {result.quantized_id}: {result.quantized_path} "
@@ -119,6 +145,47 @@ def _check_model(model: Path) -> None:
             f"--model {model}: {manifest_path_for(model)} is not a model manifest ({missing}); "
             "use a model written by `curate classify train`"
         ) from None
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Option("--model", "-m", help="model-<hash>.bin/.ftz with its .json beside it.")],
+    positives: Annotated[
+        list[str], typer.Option("--positives", "-p", help="Math pages: WARC, HTML files, or documents/JSONL files.")
+    ],
+    negatives: Annotated[list[str], typer.Option("--negatives", "-n", help="Non-math pages, same formats.")],
+    threshold: Annotated[
+        float | None, typer.Option(help="Score cut-off (default: the one recorded in the model's manifest).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report here.")] = None,
+) -> None:
+    """Score labelled pages from sources the model was not trained on: ROC-AUC, PR curve, histogram."""
+    import json
+
+    from curate.classify.evaluate import evaluate_model
+
+    report = evaluate_model(model, positives, negatives, threshold=threshold)
+    out.print(
+        f"model {report['model_id']}: {report['n_positive']:,} math and {report['n'] - report['n_positive']:,} other pages"
+    )
+    for side, drops in report["drops"].items():
+        if drops:
+            out.print(f"  {side} pages without text: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
+    if report["files_also_in_training"]:
+        out.print(f"  [bold red]WARNING: {len(report['files_also_in_training'])} files were also training files[/]")
+    out.print(f"  ROC-AUC {report['roc_auc']:.4f}  average precision {report['average_precision']:.4f}")
+    out.print(
+        f"  at threshold {report['threshold']:.4f} ({report['threshold_source']}): precision {report['precision']:.4f} "
+        f"recall {report['recall']:.4f} F1 {report['f1']:.4f}"
+    )
+    out.print(
+        "  PR curve: "
+        + "  ".join(f"{p['threshold']:.2f}:{p['precision']:.2f}/{p['recall']:.2f}" for p in report["pr_curve"][::2])
+    )
+    hist = report["histogram"]
+    out.print("  score histogram (20 bins over [0, 1]): " + " ".join(str(c) for c in hist["counts"]))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 @app.command()
