@@ -12,6 +12,12 @@ Throughput is single-threaded wall time per extractor call (parse included, file
 page the fastest of `--repeat` calls, extractors interleaved page by page (see `run_all`). The VM is shared
 and noisy: pin a core (`taskset -c 1`) and compare ratios within one run, not absolutes across runs.
 
+openwebmath-text-extract needs resiliparse 1.1.0, so it runs in its own environment (`.venv-peers`, built by
+`make bench`) as `benchmarks/peers/owm_extract.py`, after the in-process extractors: the same per-page
+fastest-of-`--repeat`, timed inside that process around its `extract_text` call (parse included, JSONL I/O
+and interpreter start excluded). It is not interleaved with the others, so load bursts are not shared evenly
+with it. Without `.venv-peers` it is skipped with a one-line note.
+
     python benchmarks/extraction.py [--data DIR] [--repeat N] [--only math|articles|pages] [--extractors a,b]
 """
 
@@ -31,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from peers import owm_client  # noqa: E402  (benchmarks/peers, found through this script's directory)
 
 from curate.evaluation.formula_recall import formula_recall, load_math_pages  # noqa: E402
 from curate.steps.math_html import extract_main_text  # noqa: E402
@@ -57,41 +65,36 @@ def _trafilatura(html: str) -> str:
     return trafilatura.extract(html, favor_precision=True, include_comments=False, deduplicate=True) or ""
 
 
-def _make_openwebmath() -> Extractor:
-    import numpy as np
-    from text_extract.extract import extract_text
-    from text_extract.utils import Config
-
-    config_source = Config()
-
-    def run(html: str) -> str:
-        # OWM samples a randomized config per document; seed per call so every run and order is the same.
-        np.random.seed(0)
-        result = extract_text(html, config_source.sample(), fast=False)
-        return result[0] if result else ""
-
-    return run
+# Peers that run in their own environment: all pages in one child process, per-page fastest of `repeat`.
+PEERS = ("openwebmath",)
 
 
 def build_extractors(names: list[str]) -> dict[str, Extractor]:
-    factories: dict[str, Callable[[], Extractor]] = {
-        "ours": lambda: _ours,
-        "resiliparse": lambda: _resiliparse,
-        "trafilatura": lambda: _trafilatura,
-        "openwebmath": _make_openwebmath,
-    }
-    unknown = [name for name in names if name not in factories]
+    """The in-process extractors among `names`; peers (PEERS) are run by `run_all` in their own environment."""
+    factories: dict[str, Extractor] = {"ours": _ours, "resiliparse": _resiliparse, "trafilatura": _trafilatura}
+    unknown = [name for name in names if name not in factories and name not in PEERS]
     if unknown:
-        raise SystemExit(f"unknown extractor(s) {unknown}; choose from {sorted(factories)}")
-    return {name: factories[name]() for name in names}
+        raise SystemExit(f"unknown extractor(s) {unknown}; choose from {sorted([*factories, *PEERS])}")
+    return {name: factories[name] for name in names if name in factories}
 
 
-def run_all(extractors: dict[str, Extractor], htmls: list[str], repeat: int) -> dict[str, tuple[list[str], float]]:
+def available_peers(names: list[str]) -> list[str]:
+    chosen = [name for name in names if name in PEERS]
+    if "openwebmath" in chosen and (reason := owm_client.owm_missing()):
+        print(reason)
+        chosen.remove("openwebmath")
+    return chosen
+
+
+def run_all(
+    extractors: dict[str, Extractor], htmls: list[str], repeat: int, peers: tuple[str, ...] | list[str] = ()
+) -> dict[str, tuple[list[str], float]]:
     """Per extractor: its outputs and docs/s.
 
     docs/s is the page count over the sum, across pages, of the fastest of `repeat` calls. Extractors are
     interleaved page by page, so a burst of load from other processes on this shared machine hits all of
-    them alike, and the minimum filters out the rest (as `timeit` advises).
+    them alike, and the minimum filters out the rest (as `timeit` advises). Peers run afterwards, each in its
+    own process, timed per page inside it the same way.
     """
     best = {name: [float("inf")] * len(htmls) for name in extractors}
     outputs: dict[str, list[str]] = {name: [""] * len(htmls) for name in extractors}
@@ -106,7 +109,14 @@ def run_all(extractors: dict[str, Extractor], htmls: list[str], repeat: int) -> 
                     # later rounds over the same pages come out shorter.
                     outputs[name][index] = text
                 best[name][index] = min(best[name][index], elapsed)
-    return {name: (outputs[name], len(htmls) / sum(best[name])) for name in extractors}
+    results = {name: (outputs[name], len(htmls) / sum(best[name])) for name in extractors}
+    if "openwebmath" in peers:
+        owm = owm_client.run_owm(htmls, repeat)
+        failed = Counter(error for error in owm.errors if error)
+        if failed:
+            print(f"openwebmath raised on {sum(failed.values())} of {len(htmls)} pages (scored empty): {dict(failed)}")
+        results["openwebmath"] = (owm.texts, len(htmls) / sum(owm.seconds))
+    return results
 
 
 def token_f1(predicted: str, truth: str) -> tuple[float, float, float]:
@@ -134,7 +144,7 @@ def load_articles(data: Path) -> tuple[list[str], list[str]]:
     return htmls, bodies
 
 
-def bench_math(extractors: dict[str, Extractor], data: Path, repeat: int) -> None:
+def bench_math(extractors: dict[str, Extractor], data: Path, repeat: int, peers: list[str]) -> None:
     pages = load_math_pages(data)
     htmls = [page.html for page in pages]
     megabytes = sum(len(html.encode("utf-8")) for html in htmls) / 1e6
@@ -142,7 +152,7 @@ def bench_math(extractors: dict[str, Extractor], data: Path, repeat: int) -> Non
     print(f"\nFormula recall: {len(pages)} llm-webkit-bench math pages, {total_formulas} formulas, {megabytes:.1f} MB")
     print(f"{'extractor':<13} {'found':>6} {'recall':>7} {'docs/s':>8} {'MB/s':>6} {'speed vs ours':>14}")
     rows = []
-    for name, (outputs, rate) in run_all(extractors, htmls, repeat).items():
+    for name, (outputs, rate) in run_all(extractors, htmls, repeat, peers).items():
         found = sum(formula_recall(text, page.formulas)[0] for text, page in zip(outputs, pages, strict=True))
         rows.append((name, found, rate))
     base = dict((name, rate) for name, _, rate in rows).get("ours")
@@ -152,13 +162,13 @@ def bench_math(extractors: dict[str, Extractor], data: Path, repeat: int) -> Non
         print(f"{name:<13} {found:>6} {recall:>7.3f} {rate:>8.1f} {rate * megabytes / len(htmls):>6.2f} {ratio:>14}")
 
 
-def bench_articles(extractors: dict[str, Extractor], data: Path, repeat: int) -> None:
+def bench_articles(extractors: dict[str, Extractor], data: Path, repeat: int, peers: list[str]) -> None:
     htmls, bodies = load_articles(data)
     megabytes = sum(len(html.encode("utf-8")) for html in htmls) / 1e6
     print(f"\nMain-text token F1: {len(htmls)} article-extraction-benchmark pages, {megabytes:.1f} MB")
     print(f"{'extractor':<13} {'P':>6} {'R':>6} {'F1':>6} {'docs/s':>8} {'MB/s':>6} {'speed vs ours':>14}")
     rows = []
-    for name, (outputs, rate) in run_all(extractors, htmls, repeat).items():
+    for name, (outputs, rate) in run_all(extractors, htmls, repeat, peers).items():
         scores = [token_f1(text, body) for text, body in zip(outputs, bodies, strict=True)]
         means = [statistics.fmean(column) for column in zip(*scores, strict=True)]
         rows.append((name, means, rate))
@@ -169,7 +179,7 @@ def bench_articles(extractors: dict[str, Extractor], data: Path, repeat: int) ->
               f"{rate * megabytes / len(htmls):>6.2f} {ratio:>14}")  # fmt: skip
 
 
-def bench_pages(extractors: dict[str, Extractor], data: Path, repeat: int) -> None:
+def bench_pages(extractors: dict[str, Extractor], data: Path, repeat: int, peers: list[str]) -> None:
     from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
     from curate.testing.warcs import real_pages
@@ -178,7 +188,7 @@ def bench_pages(extractors: dict[str, Extractor], data: Path, repeat: int) -> No
     megabytes = sum(len(html.encode("utf-8")) for html in htmls) / 1e6
     print(f"\nThroughput: all {len(htmls)} real HTML pages of the shared data, {megabytes:.1f} MB")
     print(f"{'extractor':<13} {'docs/s':>8} {'MB/s':>6} {'speed vs ours':>14}")
-    results = run_all(extractors, htmls, repeat)
+    results = run_all(extractors, htmls, repeat, peers)
     base = results["ours"][1] if "ours" in results else None
     for name, (_, rate) in results.items():
         ratio = f"{rate / base:.2f}x" if base else "-"
@@ -197,14 +207,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in (args.extractors or "").split(",") if name.strip()]
-    extractors = build_extractors(chosen or ["ours", "resiliparse", "trafilatura", "openwebmath"])
-    warnings.simplefilter("ignore")  # OWM and trafilatura warn per page about markup they skip
+    names = chosen or ["ours", "resiliparse", "trafilatura", "openwebmath"]
+    extractors = build_extractors(names)
+    peers = available_peers(names)
+    warnings.simplefilter("ignore")  # trafilatura warns per page about markup it skips
     if args.only in (None, "math"):
-        bench_math(extractors, args.data, args.repeat)
+        bench_math(extractors, args.data, args.repeat, peers)
     if args.only in (None, "articles"):
-        bench_articles(extractors, args.data, args.repeat)
+        bench_articles(extractors, args.data, args.repeat, peers)
     if args.only in (None, "pages"):
-        bench_pages(extractors if chosen else build_extractors(["ours", "resiliparse"]), args.data, args.repeat)
+        if chosen:
+            bench_pages(extractors, args.data, args.repeat, peers)
+        else:
+            bench_pages(build_extractors(["ours", "resiliparse"]), args.data, args.repeat, [])
 
 
 if __name__ == "__main__":
