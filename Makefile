@@ -55,7 +55,16 @@ test: lint
 test-fast: setup
 	$(BIN)/python -m pytest -q tests/unit
 
-bench: setup
+# Peers that cannot share the product's environment (openwebmath-text-extract pins resiliparse 1.1.0) live in
+# their own venv; the benchmarks run with $(BIN)/python and call them through $(PEERS_VENV)/bin/python.
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r benchmarks/peers/requirements.txt
+	touch $@
+
+bench: setup $(PEERS_VENV)/.installed
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
