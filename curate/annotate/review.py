@@ -96,7 +96,7 @@ class ReviewSummary:
     remaining: int = 0
 
 
-KEYS_HELP = "m math   n not-math   1-9 pick a prefix, then m/n   0 whole domain   s skip   u undo   q quit"
+KEYS_HELP = "m math  n not-math  1-9 prefix  0 domain  s skip  u undo  q quit"
 
 
 def _site(pattern: str) -> str:
@@ -253,7 +253,7 @@ class ReviewSession:
     def _label_text(self, pattern: str, effective: dict, matcher: PatternMatcher) -> Text:
         record = effective.get(pattern)
         if record is not None:
-            return Text(f"{record.label} ({record.annotator}, iter {record.iteration})")
+            return Text(f"{record.label} ({record.annotator})")
         hit = matcher.match(pattern)
         if hit is not None:
             return Text(f"{hit[1]} via {hit[0]}", style="dim")
@@ -264,10 +264,7 @@ class ReviewSession:
         if change is None:
             return Text("next seed: unknown (these statistics have no _uncollected/ pages)", style="dim")
         gain, loss = change
-        return Text(
-            f"next seed: m on {clean_for_terminal(pattern, 120)} adds {gain:,} uncollected pages, n removes {loss:,}",
-            style="bold",
-        )
+        return Text(f"next seed: m adds {gain:,} uncollected pages, n removes {loss:,}", style="bold")
 
     def _render(self, index: int, chosen: int | None) -> None:
         item: DomainItem = self.queue.items[index]
@@ -287,9 +284,23 @@ class ReviewSession:
         parts: list = [header]
 
         if item.prefixes:
-            table = Table(title=f"top URL prefixes ({len(item.prefixes)})", expand=False, show_edge=False)
-            for name in ("key", "prefix", "seen", "collected", "fraction", "label"):
-                table.add_column(name, justify="right" if name in ("seen", "collected", "fraction") else "left")
+            # Compact (no box, collapsed padding): the whole table fits an 80-column terminal.
+            table = Table(
+                title=f"top URL prefixes ({len(item.prefixes)})",
+                title_justify="left",
+                box=None,
+                padding=(0, 1),
+                collapse_padding=True,
+                pad_edge=False,
+                expand=False,
+            )
+            longest = max(len(prefix.pattern) for prefix in item.prefixes)
+            table.add_column("#", no_wrap=True, width=3)
+            # The prefix is what a person reads first: it keeps its width, the label gives way.
+            table.add_column("prefix", no_wrap=True, overflow="ellipsis", min_width=min(longest, 40))
+            for name in ("seen", "collected", "fraction"):
+                table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+            table.add_column("label", no_wrap=True, overflow="ellipsis", max_width=20)
             for number, prefix in enumerate(item.prefixes, start=1):
                 table.add_row(
                     Text(f"{'>' if chosen == number - 1 else ' '}{number}", style="bold"),
@@ -313,8 +324,11 @@ class ReviewSession:
             samples.append("    " + (clean_for_terminal(sample.snippet, 200) or "(no text)") + "\n", style="dim")
         parts.append(samples if item.samples else Text("(no sample pages)", style="dim"))
 
-        target = item.prefixes[chosen].pattern if chosen is not None else item.pattern
-        if chosen is not None:
-            parts.append(Text(f"picked prefix {chosen + 1}: {clean_for_terminal(target, 120)}", style="bold cyan"))
+        if chosen is None:
+            target = item.pattern
+            parts.append(Text(f"target: domain {clean_for_terminal(target, 120)}   (1-9 picks a prefix, then m or n)"))
+        else:
+            target = item.prefixes[chosen].pattern
+            parts.append(Text(f"target: prefix {chosen + 1} {clean_for_terminal(target, 120)}", style="bold cyan"))
         parts.append(self._seed_text(target, labels))
         self.console.print(Panel(Group(*parts), subtitle=KEYS_HELP))

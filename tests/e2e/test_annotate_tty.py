@@ -1,13 +1,15 @@
-"""The interactive annotator driven through a real pseudo-terminal: mark, skip, undo, quit, resume.
+"""The interactive annotator driven through a real pseudo-terminal: screens, prefix keys, seed growth, undo, resume.
 
 The domain statistics are built here from real URLs and texts (llm-webkit's math sites, StackMathQA, trafilatura's
-evaluation pages), the way the domains stage would: one row per registered domain, one per host + first segment.
+evaluation pages) with the domains stage's own key functions, in the stage's layout (`_prefixes/`, `_samples/`,
+`_uncollected/`): one row per registered domain, prefixes of one and two path segments and subdomains.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -17,10 +19,11 @@ import pexpect
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import tldextract
 
-from curate.annotate.patterns import split_url
-from curate.schema import DOMAIN_STATS, PREFIX_STATS
+from curate.annotate.patterns import domain_key, matches, split_url, url_prefixes
+from curate.schema import DOMAIN_SAMPLES, DOMAIN_STATS, PREFIX_STATS, UNCOLLECTED_PAGES
+from curate.stages.domains import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
+from curate.steps.urls import registered_domain
 
 # Crawled text is hostile: a title-setting OSC and a clear-screen CSI hidden in one real snippet must reach the
 # terminal as inert text.
@@ -28,7 +31,8 @@ HOSTILE = "\x1b]0;pwned\x07\x1b[2J"
 
 
 def real_pages(shared: Path) -> list[tuple[str, str, bool]]:
-    """(url, text, collected) for real pages: math sites count as collected, trafilatura's news pages do not."""
+    """(url, text, collected) for real pages: math sites count as collected, trafilatura's news pages do not, and
+    every third StackMathQA question is left uncollected, as a classifier would miss some."""
     pages = []
     bench = shared / "html/llm-webkit-bench"
     for line in (bench / "config/data_math_config.jsonl").read_text(encoding="utf-8").splitlines():
@@ -36,38 +40,49 @@ def real_pages(shared: Path) -> list[tuple[str, str, bool]]:
     for path in sorted((bench / "data/groundtruth").glob("*.jsonl")):
         record = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
         pages.append((record["url"], record.get("content") or "", path.name.startswith("math")))
+    number = 0
     for path in sorted((shared / "math-text/stackmathqa/data/stackmathqa100k").glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
-            pages.append((record["meta"]["url"], record["Q"], True))
+            pages.append((record["meta"]["url"], record["Q"], number % 3 != 2))
+            number += 1
     evaldata = json.loads((shared / "html/trafilatura-tests/evaldata.json").read_text(encoding="utf-8"))
     pages.extend((url, "", False) for url in evaldata)
     return pages
 
 
-def write_domain_stats(shared: Path, out: Path, samples: int = 3) -> None:
-    extract = tldextract.TLDExtract(suffix_list_urls=())  # the bundled suffix list: no network
+def write_domain_stats(pages: list[tuple[str, str, bool]], out: Path, samples: int = 3) -> None:
     domains: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     prefixes: dict[tuple[str, str], list] = {}
-    for url, text, collected in real_pages(shared):
-        host, path = split_url(url)
-        if not host:
+    sides: dict[str, list[dict]] = defaultdict(list)
+    uncollected = []
+    for number, (url, text, collected) in enumerate(pages):
+        host = split_url(url)[0]
+        domain = domain_key(registered_domain(host)) if host else None
+        if domain is None:
             continue
-        domain = extract(host).top_domain_under_public_suffix or host
-        prefix = host + ("/" + path.split("/")[1] if path else "")
         domains[domain][0] += 1
         domains[domain][1] += collected
-        entry = prefixes.setdefault((domain, prefix), [0, 0, []])
-        entry[0] += 1
-        entry[1] += collected
-        entry[2].append((url, text[:300]))
+        for prefix in url_prefixes(url, 2, domain):
+            entry = prefixes.setdefault((domain, prefix), [0, 0, []])
+            entry[0] += 1
+            entry[1] += collected
+            entry[2].append((url, text[:300]))
+        title, _, rest = text.strip().partition("\n")
+        sides[domain].append(
+            {"domain": domain, "doc_id": f"d{number:06d}", "url": url, "collected": collected, "title": title[:120]}
+            | {"snippet": rest.strip()[:240]}
+        )
+        if not collected:
+            uncollected.append({"registered_domain": domain, "url": url})
+    flagged = {d for d, (_, c) in domains.items() if c > 0}
     domain_rows = [
-        {"domain": d, "pages_seen": s, "pages_collected": c, "collected_fraction": c / s, "flagged": c > 0}
+        {"domain": d, "pages_seen": s, "pages_collected": c, "collected_fraction": c / s, "flagged": d in flagged}
         for d, (s, c) in sorted(domains.items())
     ]
     prefix_rows = []
-    for (domain, prefix), (seen, collected, pages) in sorted(prefixes.items()):
-        chosen = sorted(pages)[:samples]
+    for (domain, prefix), (seen, collected, found) in sorted(prefixes.items()):
+        chosen = sorted(found)[:samples]
         prefix_rows.append(
             {
                 "domain": domain,
@@ -79,21 +94,38 @@ def write_domain_stats(shared: Path, out: Path, samples: int = 3) -> None:
                 "sample_snippets": [t for _, t in chosen],
             }
         )
-    (out / "domains").mkdir(parents=True)
-    (out / "prefixes").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(domain_rows, schema=DOMAIN_STATS), out / "domains/part-00000.parquet")
-    pq.write_table(pa.Table.from_pylist(prefix_rows, schema=PREFIX_STATS), out / "prefixes/part-00000.parquet")
+    sample_rows = [
+        row
+        for domain in sorted(flagged)
+        for side in (True, False)
+        for row in [r for r in sides[domain] if r["collected"] == side][:samples]
+    ]
+    for sub, schema, rows in (
+        ("", DOMAIN_STATS, domain_rows),
+        (PREFIXES_DIR, PREFIX_STATS, prefix_rows),
+        (SAMPLES_DIR, DOMAIN_SAMPLES, sample_rows),
+        (UNCOLLECTED_DIR, UNCOLLECTED_PAGES, [u for u in uncollected if u["registered_domain"] in flagged]),
+    ):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / sub / "part-00000.parquet")
 
 
 @pytest.fixture(scope="module")
-def stats_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pages(shared_data: Path) -> list[tuple[str, str, bool]]:
+    found = real_pages(shared_data)
+    # The hostile bytes ride in the first uncollected MathOverflow question, which the first screen shows.
+    for i, (url, text, collected) in enumerate(found):
+        if url.startswith("https://mathoverflow.net/questions/") and not collected:
+            title, _, rest = text.partition("\n")
+            found[i] = (url, title + "\n" + HOSTILE + rest, collected)
+            break
+    return found
+
+
+@pytest.fixture(scope="module")
+def stats_dir(pages: list[tuple[str, str, bool]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("domain-stats")
-    write_domain_stats(shared_data, out)
-    table = pq.read_table(out / "prefixes").to_pylist()
-    for row in table:
-        if row["prefix"] == "mathoverflow.net/questions":
-            row["sample_snippets"] = [HOSTILE + snippet for snippet in row["sample_snippets"]]
-    pq.write_table(pa.Table.from_pylist(table, schema=PREFIX_STATS), out / "prefixes/part-00000.parquet")
+    write_domain_stats(pages, out)
     return out
 
 
@@ -105,7 +137,7 @@ def _spawn(stats: Path, root: Path, *extra: str) -> pexpect.spawn:
         ["-m", "curate.cli.annotate", "review", "--stats", str(stats), "--root", str(root), *extra],
         env=env,
         dimensions=(60, 160),
-        timeout=90,
+        timeout=30,
         encoding="utf-8",
     )
 
@@ -115,20 +147,38 @@ def _records(root: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_review_in_a_terminal_mark_skip_undo_quit_resume(stats_dir: Path, tmp_path: Path) -> None:
+def test_review_in_a_terminal_prefix_keys_seed_growth_skip_undo_quit_resume(
+    pages: list[tuple[str, str, bool]], stats_dir: Path, tmp_path: Path
+) -> None:
+    uncollected = [url for url, _, collected in pages if not collected]
+    questions = sum(matches(url, "mathoverflow.net/questions") for url in uncollected)
+    rest_of_site = sum(matches(url, "mathoverflow.net") for url in uncollected) - questions
+    assert questions > 100
+
     root = tmp_path / "annotations"
     child = _spawn(stats_dir, root)
     child.expect("domain mathoverflow.net")
     child.expect("q quit")
-    child.send("m")
-    child.expect("marked mathoverflow.net math")
-    child.expect("prefix mathoverflow.net/questions")
+    first = child.before
+    assert re.search(r" 1 +mathoverflow\.net/questions +627 +418 +66\.7% ", first)  # the prefix table, numbered
+    assert re.search(r"uncollected https://mathoverflow\.net/questions/\d+", first)  # samples of both sides
+    assert re.search(r"collected +https://mathoverflow\.net/questions/\d+", first)
+    assert "]0;pwned" in first  # the hostile bytes are visible as text, and with TERM=dumb rich emits no escapes
+    assert "\x1b" not in first  # of its own, so any ESC here would have come from the data
+
+    child.send("1")
+    child.expect("target: prefix 1 mathoverflow.net/questions")
+    child.expect(f"next seed: m adds {questions:,} uncollected pages, n removes 0")
     child.expect("q quit")
-    shown = child.before
-    assert "]0;pwned" in shown  # the hostile bytes are visible as text, and with TERM=dumb rich emits no escapes
-    assert "\x1b" not in shown  # of its own, so any ESC here would have come from the data
+    child.send("m")
+    child.expect("marked mathoverflow.net/questions math")
+    child.expect("domain mathoverflow.net")  # the screen stays for more prefixes
+    child.expect(r" 1 +mathoverflow\.net/questions +627 +418 +66\.7% math \(alice\)")  # its label
+    child.expect("target: domain mathoverflow.net")
+    child.expect(f"next seed: m adds {rest_of_site:,} uncollected pages, n removes 0")
+    child.expect("q quit")
     child.send("s")
-    child.expect("skipped mathoverflow.net/questions")
+    child.expect("skipped mathoverflow.net")
     child.expect("domain wordpress.com")
     child.expect("q quit")
     child.send("n")
@@ -139,19 +189,19 @@ def test_review_in_a_terminal_mark_skip_undo_quit_resume(stats_dir: Path, tmp_pa
     child.expect("domain wordpress.com")
     child.expect("q quit")
     child.send("q")
-    child.expect(r"math 1, not-math 0, skipped 1, undone 1; (\d+) suggestions left")
+    child.expect(r"math 1, not-math 0, skipped 1, undone 1; (\d+) domains left")
     left = int(child.match.group(1))
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
 
     assert [(r["pattern"], r["label"], r["annotator"]) for r in _records(root)] == [
-        ("mathoverflow.net", "math", "alice")
+        ("mathoverflow.net/questions", "math", "alice")
     ]
     progress = json.loads((root / ".review/alice.iter-01.json").read_text(encoding="utf-8"))
-    assert progress == {"skipped": ["mathoverflow.net/questions"]}
+    assert progress == {"skipped": ["mathoverflow.net"]}
 
-    # Resume: the labelled and the skipped suggestion are not offered again.
+    # Resume: the domain with a labelled prefix is not offered again.
     child = _spawn(stats_dir, root)
     child.expect(rf"\[{left} left\] domain wordpress.com")
     assert "mathoverflow.net" not in child.before
@@ -160,7 +210,7 @@ def test_review_in_a_terminal_mark_skip_undo_quit_resume(stats_dir: Path, tmp_pa
     child.expect("marked wordpress.com not-math")
     child.expect("q quit")
     child.send("q")
-    child.expect(rf"math 0, not-math 1, skipped 0, undone 0; {left - 1} suggestions left")
+    child.expect(rf"math 0, not-math 1, skipped 0, undone 0; {left - 1} domains left")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -173,7 +223,7 @@ def test_review_in_a_terminal_mark_skip_undo_quit_resume(stats_dir: Path, tmp_pa
     )
     effective = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(r["pattern"], r["label"]) for r in effective] == [
-        ("mathoverflow.net", "math"),
+        ("mathoverflow.net/questions", "math"),
         ("wordpress.com", "not-math"),
     ]
 

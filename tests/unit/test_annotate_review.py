@@ -203,10 +203,11 @@ def test_prefix_keys_domain_keys_skip_undo_quit_then_resume(stats_dir: Path, tmp
     summary = session.run()
     assert (summary.math, summary.skipped) == (1, 1)
     text = out.getvalue()
-    assert "domain mathhelpforum.com" in text and re.search(r"1 +\S +mathhelpforum\.com/t ", text)
+    assert "domain mathhelpforum.com" in text and re.search(r" 1 +mathhelpforum\.com/t +9 +9 +100\.0% ", text)
     assert "keys: m math" in text
-    assert "next seed: m on mathhelpforum.com adds 1 uncollected pages, n removes 0" in text
-    assert "next seed: m on stackexchange.com adds 9 uncollected pages" in text
+    assert "target: domain mathhelpforum.com" in text
+    assert "next seed: m adds 1 uncollected pages, n removes 0" in text
+    assert "next seed: m adds 9 uncollected pages, n removes 0" in text  # stackexchange.com
     assert "uncollected https://" in text and "collected   https://" in text
 
     # Resume with the skipped domain revisited: pick prefix 2, label it, the screen stays; 9 is no prefix here.
@@ -214,7 +215,8 @@ def test_prefix_keys_domain_keys_skip_undo_quit_then_resume(stats_dir: Path, tmp
     summary = session.run()
     text = out.getvalue()
     assert "domain mathhelpforum.com" not in text  # labelled: done
-    assert "picked prefix 2: physics.stackexchange.com/questions" in text
+    assert "target: prefix 2 physics.stackexchange.com/questions" in text
+    assert "next seed: m adds 4 uncollected pages, n removes 0" in text
     assert "no prefix 9 on this screen" in text
     assert "marked physics.stackexchange.com/questions not-math" in text
     assert "undone: physics.stackexchange.com/questions" in text
