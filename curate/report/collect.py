@@ -83,6 +83,27 @@ class DomainSummary:
 
 
 @dataclass
+class AnnotationDomain:
+    domain: str
+    pages_seen: int
+    pages_collected: int
+    collected_fraction: float
+    label: str | None  # the label the matcher gives the domain itself, None if none
+    label_pattern: str | None  # the annotation it comes from (the domain, or a broader pattern)
+    inner_labels: list[tuple[str, str]]  # labelled patterns inside the domain: (pattern, label)
+    samples: list[dict[str, Any]]  # url, title, snippet, collected
+
+
+@dataclass
+class AnnotationReviewSummary:
+    stage: str
+    store: str  # the annotation store read
+    store_found: bool
+    labels: int  # effective annotations in the store
+    domains: list[AnnotationDomain]
+
+
+@dataclass
 class ContaminationSummary:
     stage: str
     documents: int
@@ -115,6 +136,7 @@ class RunData:
     histograms: list[ScoreHistogram] = field(default_factory=list)
     iterations: list[IterationSummary] = field(default_factory=list)
     domains: DomainSummary | None = None
+    annotation: AnnotationReviewSummary | None = None
     contamination: ContaminationSummary | None = None
     dedup: DedupSummary | None = None
     top_pages: TopPages | None = None
@@ -210,6 +232,52 @@ def domain_summary(layout: RunLayout, stage: str) -> DomainSummary:
         top=top.slice(0, TOP_DOMAINS).to_pylist(),
         prefixes=prefixes,
     )
+
+
+def _annotation_store(layout: RunLayout) -> str:
+    loop = (layout.config.get("loop") or {}) if isinstance(layout.config, dict) else {}
+    return str(loop.get("annotations") or "annotations")
+
+
+def annotation_summary(layout: RunLayout, stage: str, store_root: str | None = None) -> AnnotationReviewSummary:
+    """The flagged domains of a domains stage as the review shows them (samples) with their current labels.
+
+    The labels come from the run's annotation store (`loop.annotations`, relative paths from the working
+    directory, as `curate run` reads them): the report shows the decisions of a round, the store's git diff the
+    changes."""
+    from curate.annotate.patterns import PatternMatcher
+    from curate.annotate.stats import build_queue, load_stats
+    from curate.annotate.store import AnnotationStore
+
+    root = Path(store_root or _annotation_store(layout))
+    labels = AnnotationStore(root).labels() if root.is_dir() else {}
+    matcher = PatternMatcher(labels)
+    queue = build_queue(load_stats(Path(fs.local_path(layout.path(stage)))))
+    domains = []
+    for item in queue.items[:TOP_DOMAINS]:
+        hit = matcher.match(item.pattern)
+        inner = sorted(
+            (pattern, label)
+            for pattern, label in labels.items()
+            if pattern != item.pattern
+            and (pattern.partition("/")[0] == item.pattern or pattern.partition("/")[0].endswith("." + item.pattern))
+        )
+        domains.append(
+            AnnotationDomain(
+                domain=item.pattern,
+                pages_seen=item.pages_seen,
+                pages_collected=item.pages_collected,
+                collected_fraction=item.collected_fraction,
+                label=hit[1] if hit else None,
+                label_pattern=hit[0] if hit else None,
+                inner_labels=inner,
+                samples=[
+                    {"url": s.url, "title": s.title, "snippet": s.snippet, "collected": s.collected}
+                    for s in item.samples
+                ],
+            )
+        )
+    return AnnotationReviewSummary(stage, str(root), root.is_dir(), len(labels), domains)
 
 
 def contamination_summary(layout: RunLayout, stage: str) -> ContaminationSummary:
@@ -353,6 +421,7 @@ def collect_run(run_dir: str) -> RunData:
     if domains:
         last = domains[max(domains)]
         data.domains = _try(notes, f"domain statistics of {last}", domain_summary, layout, last)
+        data.annotation = _try(notes, f"annotation review of {last}", annotation_summary, layout, last)
 
     decontam = layout.with_side_table(CONTAMINATION_DIR)
     if decontam is not None:

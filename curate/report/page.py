@@ -17,6 +17,7 @@ from curate.errors import CurateError
 from curate.io import fs
 from curate.report import svg
 from curate.report.collect import (
+    AnnotationReviewSummary,
     ContaminationSummary,
     DedupSummary,
     DomainSummary,
@@ -67,6 +68,7 @@ SECTIONS = [
     ("scores", "Scores"),
     ("iterations", "Iterations"),
     ("domains", "Domains"),
+    ("annotation", "Annotation"),
     ("contamination", "Contamination"),
     ("dedup", "Near-duplicates"),
     ("pages", "Top pages"),
@@ -321,6 +323,50 @@ def _domains(summary: DomainSummary | None) -> Markup:
     return join(parts)
 
 
+def _annotation(summary: AnnotationReviewSummary | None) -> Markup:
+    """The flagged domains as a person reviewed them: samples (crawled, so escaped like every string) and labels."""
+    if summary is None:
+        return not_run("no domain statistics stage (iter-NN/04_domains) to annotate")
+    store = f"{fmt_int(summary.labels)} labels in {summary.store}" if summary.store_found else "no annotation store"
+    parts: list[Any] = [
+        el(
+            "p",
+            f"{summary.stage}: {fmt_int(len(summary.domains))} flagged domains; {store}. Labels are the current "
+            "effective annotations (`curate annotate list`); their history is the store's git log.",
+            class_="note",
+        )
+    ]
+    for domain in summary.domains:
+        if domain.label is None:
+            label: Any = el("span", "not labelled", class_="muted")
+        elif domain.label_pattern == domain.domain:
+            label = domain.label
+        else:
+            label = f"{domain.label} (via {domain.label_pattern})"
+        inner = ", ".join(f"{pattern} {label}" for pattern, label in domain.inner_labels) or "–"
+        facts = [
+            ["pages seen / collected", f"{fmt_int(domain.pages_seen)} / {fmt_int(domain.pages_collected)}"],
+            ["collected", fmt_pct(domain.collected_fraction)],
+            ["label", label],
+            ["labelled inside", inner],
+        ]
+        samples = [
+            [
+                {True: "collected", False: "uncollected"}.get(sample["collected"], "sample"),
+                el("code", shorten(sample["url"], 200)),
+                shorten(sample["title"], 120),
+                shorten(sample["snippet"], 240),
+            ]
+            for sample in domain.samples
+        ]
+        parts += [
+            el("h3", domain.domain),
+            _table(None, facts),
+            _table(["page", "url", "title", "snippet"], samples) if samples else el("p", "no samples", class_="note"),
+        ]
+    return join(parts)
+
+
 def _contamination(summary: ContaminationSummary | None) -> Markup:
     if summary is None:
         return not_run("decontamination (90_decontaminate) has not run: the corpus is not checked against benchmarks")
@@ -445,6 +491,7 @@ def render_report(data: RunData) -> str:
         _section("scores", "Score distribution and cut-off", _scores(data.histograms)),
         _section("iterations", "Pages and tokens per iteration", _iterations(data)),
         _section("domains", "Top domains", _domains(data.domains)),
+        _section("annotation", "Annotation: flagged domains, samples and labels", _annotation(data.annotation)),
         _section("contamination", "Benchmark contamination", _contamination(data.contamination)),
         _section("dedup", "Near-duplicate clusters", _dedup(data.dedup)),
         _section("pages", "Top pages of the final corpus", _pages(data.top_pages)),
