@@ -16,6 +16,7 @@ from curate import __version__
 from curate.errors import CurateError
 from curate.io import fs
 from curate.report import svg
+from curate.report.classifier import classifier_section
 from curate.report.collect import (
     AnnotationReviewSummary,
     ContaminationSummary,
@@ -489,6 +490,7 @@ def render_report(data: RunData) -> str:
         nav,
         _section("stages", "Stages", _stages(data.stages)),
         _section("scores", "Score distribution and cut-off", _scores(data.histograms)),
+        _section("classifier", "Classifier: fit, threshold, out-of-source metrics", classifier_section(data.run_dir)),
         _section("iterations", "Pages and tokens per iteration", _iterations(data)),
         _section("domains", "Top domains", _domains(data.domains)),
         _section("annotation", "Annotation: flagged domains, samples and labels", _annotation(data.annotation)),
