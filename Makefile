@@ -36,8 +36,11 @@ browser:
 	    || echo "$(BROWSER_HINT) (apt-get failed here)"; \
 	else echo "$(BROWSER_HINT)"; fi
 
+# Also wraps the shared real math pages into a WARC under the run dir, runs two iterations with the committed
+# annotations/demo labels, then prints the loop's story (pipelines/demo.py).
 demo: setup
-	$(BIN)/curate run $(foreach pattern,$(INPUT),--input '$(pattern)') --out $(OUT) --config $(CONFIG) $(ARGS)
+	$(BIN)/python pipelines/demo.py $(foreach pattern,$(INPUT),--input '$(pattern)') --out $(OUT) --config $(CONFIG) \
+		--shared $(SHARED) -- $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check curate tests benchmarks

@@ -14,7 +14,15 @@ median of `--repeat` rounds, so a busy neighbour on a shared VM slows both sides
   per CPU second of the Python workers (read from /proc), and what both cores would give on an idle machine
   (every CPU second the job used, workers and JVM, spread over two cores).
 
-    python benchmarks/classify.py [--data DIR] [--bucket N] [--copies N] [--repeat N] [--json]
+Out-of-source ROC-AUC (printed first; `--auc-only` stops there), on a documented split of the shared data:
+- train: positives math-text/ (StackMathQA, OpenStax Calculus), negatives web-text/ (DCLM, C4, RedPajama);
+- test: the llm-webkit `math_*` and ccmath HTML pages (29 math pages) against the article-extraction-benchmark
+  and trafilatura pages (742 non-math pages), all through curate's HTML extraction; no test source is trained on.
+Three models on the same balanced training data: curate (`train_classifier`, fit=auto), curate with the
+paper's settings as given (fit=paper), and plain fastText (paper settings, raw whitespace-split text, no
+curate preprocessing) as the baseline.
+
+    python benchmarks/classify.py [--data DIR] [--bucket N] [--dim N] [--copies N] [--repeat N] [--json] [--auc-only]
 """
 
 from __future__ import annotations
@@ -58,6 +66,84 @@ def corpus(data: Path) -> tuple[list[Path], list[SeedDoc]]:
     )
     negatives += read_seed(data / "html/article-extraction-benchmark/ground-truth.json", text_field="articleBody")
     return positives, negatives
+
+
+def out_of_source_split(data: Path) -> tuple[list[Path], list[SeedDoc], list[Path], list[Path]]:
+    """(train positives, train negatives, test math pages, test other pages): see the module docstring."""
+    positives = [data / "math-text/stackmathqa", data / "math-text/openstax-calculus"]
+    negatives = list(read_seed(data / "web-text"))
+    origin = data / "html/llm-webkit-bench/data/origin"
+    test_math = [*sorted(origin.glob("math_*.html")), data / "html/llm-webkit-ccmath"]
+    test_other = [data / "html/article-extraction-benchmark/html", data / "html/trafilatura-tests"]
+    return positives, negatives, test_math, test_other
+
+
+def _plain_fasttext_auc(result_manifest: dict[str, Any], work: Path, test: tuple[list[str], list[str]]) -> float:
+    """Baseline: fastText with the paper's settings on raw text (whitespace-folded, one line), nothing else."""
+    import random
+
+    import numpy as np
+
+    from curate.classify.fit import PAPER_PRESET, train_fasttext
+    from curate.classify.metrics import roc_auc
+    from curate.classify.model import math_probabilities
+
+    data = result_manifest["baseline_examples"]
+    rng = random.Random(0)
+    rng.shuffle(data)
+    train_file = work / "plain.txt"
+    train_file.write_text("".join(f"{label} {' '.join(text.split())}\n" for label, text in data))
+    params = PAPER_PRESET.__class__(**{**PAPER_PRESET.__dict__, "bucket": result_manifest["bucket"]})
+    model = train_fasttext(train_file, params)
+    math_pages, other_pages = test
+    scores = math_probabilities(model, [" ".join(t.split()) for t in math_pages + other_pages])
+    labels = np.array([True] * len(math_pages) + [False] * len(other_pages))
+    return roc_auc(labels, scores)
+
+
+def bench_out_of_source(data: Path, bucket: int, dim: int) -> dict[str, Any]:
+    from curate.classify.evaluate import evaluate_model
+    from curate.classify.labelled import read_labelled
+    from curate.classify.model import MATH_LABEL, OTHER_LABEL
+
+    positives, negatives, test_math, test_other = out_of_source_split(data)
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-oos-") as tmp:
+        work = Path(tmp)
+        negatives_file = work / "documents.parquet"
+        pq.write_table(documents_table(negatives), negatives_file)
+        for fit in ("auto", "paper"):
+            started = time.perf_counter()
+            result = train_classifier(positives, negatives_file, work / fit, bucket=bucket, dim=dim, seed=0, fit=fit)
+            seconds = time.perf_counter() - started
+            report = evaluate_model(result.model_path, test_math, test_other)
+            figures[f"curate_{fit}"] = {
+                "roc_auc": report["roc_auc"],
+                "average_precision": report["average_precision"],
+                "threshold": report["threshold"],
+                "precision_at_threshold": report["precision"],
+                "recall_at_threshold": report["recall"],
+                "spread": report["spread"],
+                "chosen": result.fit["chosen"],
+                "train_seconds": round(seconds, 1),
+                "n_math": report["n_positive"],
+                "n_other": report["n"] - report["n_positive"],
+            }
+        # Same balanced classes as curate's trainer: min(#positives, #negatives) of each, first by read order.
+        math_texts = [d.text for d in read_seed(positives)]
+        other_texts = [d.text for d in negatives]
+        per_class = min(len(math_texts), len(other_texts))
+        baseline_data = [(MATH_LABEL, t) for t in math_texts[:per_class]] + [
+            (OTHER_LABEL, t) for t in other_texts[:per_class]
+        ]
+        test = ([t.text for t in read_labelled(test_math).texts], [t.text for t in read_labelled(test_other).texts])
+        started = time.perf_counter()
+        auc = _plain_fasttext_auc({"baseline_examples": baseline_data, "bucket": bucket}, work, test)
+        figures["plain_fasttext_paper_settings"] = {
+            "roc_auc": auc,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+    return figures
 
 
 def _spark_cpu_seconds() -> tuple[float, float]:
@@ -156,8 +242,29 @@ def main() -> None:
     parser.add_argument("--bucket", type=int, default=200_000)
     parser.add_argument("--copies", type=int, default=3, help="times the texts are repeated for throughput")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=256, help="fastText dim for the out-of-source models")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--auc-only", action="store_true", help="only the out-of-source ROC-AUC, no throughput")
     args = parser.parse_args()
+
+    oos = bench_out_of_source(args.data, args.bucket, args.dim)
+    print(
+        "out-of-source ROC-AUC (train math-text vs web-text; test llm-webkit+ccmath math pages vs "
+        "article-benchmark+trafilatura pages):"
+    )
+    for name, values in oos.items():
+        extra = ""
+        if "chosen" in values:
+            extra = (
+                f"  (epoch {values['chosen']['epoch']}, lr {values['chosen']['lr']}; threshold "
+                f"{values['threshold']:.3f}: precision {values['precision_at_threshold']:.3f} recall "
+                f"{values['recall_at_threshold']:.3f}; {values['n_math']} math / {values['n_other']} other)"
+            )
+        print(f"  {name:32s} {values['roc_auc']:.4f}  train {values['train_seconds']:.0f} s{extra}")
+    if args.auc_only:
+        if args.json:
+            print(json.dumps(oos, indent=2))
+        return
 
     positives, negatives = corpus(args.data)
     with tempfile.TemporaryDirectory(prefix="bench-classify-") as tmp:

@@ -60,11 +60,15 @@ class TrainConfig:
     max_per_class: int | None = None
     random_seed: int = 0
     valid_fraction: float = 0.1
+    fit: str = "auto"  # auto: an underfit model is replaced by the best epochs/lr on validation; paper: as given
+    target_precision: float = 0.95  # the threshold select uses when it has neither min_score nor a budget
 
 
 @dataclass
 class SelectSection:
-    min_score: float | None = 0.5
+    # None with no token_budget: the threshold the model chose on validation for train.target_precision.
+    # fastText scores are not calibrated, so a fixed 0.5 means nothing.
+    min_score: float | None = None
     token_budget: int | None = None
     sweep: list[int] = field(default_factory=list)
 
@@ -211,7 +215,8 @@ def run_train(
         return done
     stage.begin()
     fs.make_dirs(stage.tmp_path)
-    positives = [*config.seed, *[p for s in seed_stages for p in _parquet_parts(s)]]
+    # Each seed stage is one source (not one per part file), so the out-of-source check can hold it out whole.
+    positives = [*config.seed, *[fs.local_path(s) for s in seed_stages]]
     result = train_classifier(
         positives,
         _parquet_parts(negatives_stage),
@@ -227,6 +232,8 @@ def run_train(
         quantize=config.quantize,
         max_per_class=config.max_per_class,
         positive_text_field=config.seed_text_field,
+        fit=config.fit,
+        target_precision=config.target_precision,
     )
     model_file = (result.quantized_path or result.model_path).name
     model_id = result.quantized_id or result.model_id
@@ -240,8 +247,26 @@ def run_train(
             "model_file": model_file,
             "metrics": result.quantized_metrics or result.metrics,
             "counts": result.counts,
+            "threshold": result.quantized_threshold or result.threshold,
+            "fit": result.fit,
+            "out_of_source": result.out_of_source,
         },
     )
+
+
+def _select_config(select: SelectSection, train: Manifest) -> Any:
+    """Without min_score and budget, select at the threshold the model chose for the target precision."""
+    from curate.classify.select import SelectConfig
+
+    min_score = select.min_score
+    if min_score is None and select.token_budget is None:
+        min_score = (train.extra.get("threshold") or {}).get("threshold")
+        if min_score is None:
+            raise ConfigError(
+                "select: the model records no threshold; set select.min_score or select.token_budget "
+                "(or retrain: models since trainer v2 record one)"
+            )
+    return SelectConfig(min_score=min_score, token_budget=select.token_budget, sweep=tuple(select.sweep))
 
 
 def _selection_overlap(ctx: RunContext, current: str, previous: str) -> float:
@@ -282,7 +307,6 @@ def _run_locked(
     config: PipelineConfig,
     on_stage: Callable[[Manifest], None] | None,
 ) -> RunResult:
-    from curate.classify.select import SelectConfig
     from curate.stages.classify import run_score_stage, run_select_stage
     from curate.stages.dedup import run_dedup_stage
     from curate.stages.domains import run_domains
@@ -300,9 +324,6 @@ def _run_locked(
         record(manifest)
     record(run_dedup_stage(ctx, ctx.stage_dir(URL_DEDUP_STAGE), config=config.dedup, name=NEAR_DEDUP))
     corpus = ctx.stage_dir(NEAR_DEDUP)
-    select_config = SelectConfig(
-        min_score=config.select.min_score, token_budget=config.select.token_budget, sweep=tuple(config.select.sweep)
-    )
     domain_config = config.domains
     iterations: list[IterationResult] = []
     seed_stages: list[str] = []
@@ -314,7 +335,10 @@ def _run_locked(
         train = record(run_train(ctx, f"{it}/01_train", config.train, corpus, seed_stages))
         model_path = fs.join(ctx.stage_dir(f"{it}/01_train"), train.extra["model_file"])
         score = record(run_score_stage(ctx, model_path, corpus, name=f"{it}/02_math_score"))
-        selected = record(run_select_stage(ctx, select_config, ctx.stage_dir(score.stage), name=f"{it}/03_math_select"))
+        iteration_select = _select_config(config.select, train)
+        selected = record(
+            run_select_stage(ctx, iteration_select, ctx.stage_dir(score.stage), name=f"{it}/03_math_select")
+        )
         domains = record(
             run_domains(
                 ctx, f"{it}/04_domains", ctx.stage_dir(score.stage), ctx.stage_dir(selected.stage), domain_config
