@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 from support.s3_server import S3Server, s3_server
 
+from curate.errors import ConfigError, CurateError
 from curate.io.fs import expand_inputs
 from curate.manifest import MANIFEST_NAME
 from curate.stage import RunContext
-from curate.stages.export import MANIFEST_FILE, run_export
+from curate.stages.export import MANIFEST_FILE, publish_to_object_store, run_export
 from curate.stages.ingest import EXTRACT_STAGE, URL_DEDUP_STAGE, run_ingest
 from curate.testing.cluster import JAVA_17, free_port
 
@@ -211,6 +212,14 @@ def test_export_to_s3_reads_back_equal_to_the_local_export(
     # Unchanged source and config: the export on S3 is recognised from its manifest and not redone.
     assert run_export(ctx, f"s3://{EXPORTS}/corpus")["created"] == remote["created"]
 
+    # A re-export whose read-back does not match its checksum fails and leaves no manifest behind (the old
+    # one is removed before the first upload). The mismatch is made by announcing a wrong sha256.
+    wrong = json.loads(json.dumps(local))
+    wrong["shards"][-1]["sha256"] = "0" * 64
+    with pytest.raises(CurateError, match=r"read back as .* the upload is corrupt"):
+        publish_to_object_store(str(tmp_path / "local-export"), f"s3://{EXPORTS}/corpus", wrong)
+    assert "corpus/" + MANIFEST_FILE not in server.keys(EXPORTS, "corpus/")
+
 
 def _one_line_exit_2(result: subprocess.CompletedProcess[str], *names: str) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
@@ -258,8 +267,6 @@ def test_a_missing_local_input_next_to_existing_ones_exits_2(shared_data: Path, 
 
 
 def test_a_scheme_typo_is_one_line_naming_the_path(spark: Any) -> None:
-    from curate.errors import ConfigError
-
     with pytest.raises(ConfigError, match=r"^--input s4://warcs/a\.warc\.gz: .*No FileSystem for scheme") as caught:
         expand_inputs(["s4://warcs/a.warc.gz"])
     assert "\n" not in str(caught.value)

@@ -29,6 +29,7 @@ from typing import Any
 from curate.testing.cluster import free_port
 
 REGION = "us-east-1"
+S3_USER = "curate-tests"
 STARTUP_TIMEOUT = 30.0
 _ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 
@@ -103,9 +104,9 @@ def _make_user(endpoint: str) -> tuple[str, str]:
         aws_secret_access_key="bootstrap",
         region_name=REGION,
     )
-    iam.create_user(UserName="curate-tests")
-    iam.put_user_policy(UserName="curate-tests", PolicyName="allow-all", PolicyDocument=_ALLOW_ALL)
-    key = iam.create_access_key(UserName="curate-tests")["AccessKey"]
+    iam.create_user(UserName=S3_USER)
+    iam.put_user_policy(UserName=S3_USER, PolicyName="allow-all", PolicyDocument=_ALLOW_ALL)
+    key = iam.create_access_key(UserName=S3_USER)["AccessKey"]
     return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
 
