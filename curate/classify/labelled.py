@@ -83,11 +83,11 @@ def _warc_pages(path: Path, drops: Counter[str]) -> Iterator[LabelledText]:
     from curate.io.warc import HTML_TYPES, WarcFileReader
 
     for row in WarcFileReader(str(path)).rows():
+        if row.drop_reason == "not_response" or row.warc_record_type != "response":
+            continue  # requests, metadata, warcinfo: not pages
         if row.drop_reason is not None:
             drops[row.drop_reason] += 1
             continue
-        if row.warc_record_type != "response":
-            continue  # requests, metadata, warcinfo: not pages
         if row.http_status != 200:
             drops["http_status"] += 1
             continue

@@ -26,7 +26,8 @@ def _config(shared_data: Path, annotations: Path, **overrides: dict) -> Pipeline
             "dim": 64,
             "max_per_class": 600,
         },
-        "select": {"min_score": 0.5},
+        # No min_score: each iteration selects at the threshold its model chose for train.target_precision.
+        "select": {},
         "loop": {"iterations": 2, "stop_overlap": 0.98, "annotations": str(annotations)},
         "decontaminate": {"enabled": False},
         "export": {"enabled": False},
@@ -57,6 +58,10 @@ def test_two_iterations_with_scripted_annotations(spark, shared_data: Path, warc
     assert "curate annotate" in first.message
     assert not (tmp_path / "run" / "iter-02").exists()
     iteration_one = {m.stage: m for m in first.manifests if m.stage.startswith("iter-01")}
+    train_one = iteration_one["iter-01/01_train"].extra
+    select_one = iteration_one["iter-01/03_math_select"]
+    assert select_one.config["select"]["min_score"] == train_one["threshold"]["threshold"] != 0.5
+    assert train_one["fit"]["tuned"] and not train_one["fit"]["degenerate"]
 
     # Script the annotator: a host with collected and uncollected pages is math, another host is not-math.
     scored = read_stage_table(ctx.stage_dir("iter-01/02_math_score"), columns=["doc_id", "url"]).to_pylist()
