@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlparse
 
-from curate.errors import ConfigError
+from curate.errors import ConfigError, one_line
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -76,12 +76,6 @@ def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *parts])
 
 
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: pyarrow's AWS errors span several lines and repeat themselves."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 _CREDENTIAL_ERRORS = (
     "ACCESS_DENIED",
     "INVALID_ACCESS_KEY_ID",
@@ -94,7 +88,7 @@ _CREDENTIAL_ERRORS = (
 def _store_error(exc: OSError) -> str:
     """pyarrow's message, plus what to check when the store refused the credentials (a HEAD request's 403
     carries no error code, so ACCESS_DENIED stands for wrong keys as often as for a missing permission)."""
-    text = one_line(exc)
+    text = one_line(exc, 300)
     if any(code in text for code in _CREDENTIAL_ERRORS):
         text += " (check the credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role)"
     return text
@@ -419,4 +413,4 @@ def _expand_hadoop(pattern: str) -> list[str]:
     except Py4JJavaError as exc:
         # The Java exception's own line (e.g. "UnsupportedFileSystemException: No FileSystem for scheme").
         cause = str(exc.java_exception.toString())
-        raise ConfigError(f"--input {pattern}: {one_line(Exception(cause))}") from None
+        raise ConfigError(f"--input {pattern}: {one_line(cause)}") from None
