@@ -60,6 +60,7 @@ from curate.schema import (
     EXPORT_FORMAT_VERSION,
     spark_schema,
 )
+from curate.stages.dataset_card import CARD_FILE, dataset_card
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -866,6 +867,7 @@ def run_export(
         "wall_seconds": round(wall, 3),
         "written_mb_per_s": round(total_bytes / 1e6 / wall, 2) if wall > 0 else None,
     }
+    fs.write_text(fs.join(tmp, CARD_FILE), dataset_card(layout, manifest))  # before the manifest, written last
     if remote:
         try:
             publish_to_object_store(tmp, out_dir, manifest)

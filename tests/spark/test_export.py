@@ -65,7 +65,7 @@ def test_manifest_describes_every_shard(exported, run: SyntheticRun) -> None:
     names = [f"part-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
     assert [s["name"] for s in manifest["shards"]] == names
     assert [s["path"] for s in manifest["shards"]] == [f"data/{name}" for name in names]
-    assert sorted(p.name for p in out.iterdir()) == ["data", MANIFEST_FILE]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", MANIFEST_FILE]  # README.md: the dataset card
     assert sorted(p.name for p in (out / "data").iterdir()) == names
     for shard in manifest["shards"]:
         data = (out / shard["path"]).read_bytes()
@@ -289,3 +289,43 @@ def test_shards_land_within_ten_percent_of_the_target(spark, generated_run: Path
         metadata = pq.ParquetFile(out / shard["path"]).metadata
         assert metadata.row_group(0).column(0).compression == "ZSTD"
         assert all(metadata.row_group(i).num_rows <= 65_536 for i in range(metadata.num_row_groups))
+
+
+def test_the_dataset_card_loads_the_corpus_and_repeats_the_manifests_counts(
+    exported, run: SyntheticRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    from curate.run_layout import RunLayout
+    from curate.stages.dataset_card import CARD_FILE, read_front_matter
+
+    out, manifest = exported
+    # datasets caches under HF_HOME; keep it in the test's directory, and offline.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+    corpus = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf" / "datasets"))
+    assert list(corpus) == ["train"] and corpus["train"].num_rows == manifest["rows"] == len(run.final_doc_ids)
+    assert sorted(corpus["train"]["doc_id"]) == run.final_doc_ids
+
+    card = (out / CARD_FILE).read_text()
+    header = read_front_matter(card)
+    assert header["configs"][0]["data_files"][0]["path"] == "data/*.parquet"
+    assert header["dataset_info"]["splits"][0]["num_examples"] == manifest["rows"]
+    layout = RunLayout.load(str(run.run_dir))
+    for stage in run.stages:
+        stage_manifest = layout.manifest(stage)
+        assert stage_manifest is not None
+        row = next(line for line in card.splitlines() if line.startswith(f"| {stage} | "))
+        assert f"| {stage_manifest.rows_in:,} | {stage_manifest.rows_out:,} |" in row, row
+        for reason, count in stage_manifest.drops.items():
+            assert f"{reason} {count:,}" in row
+    decontam = layout.manifest(run.stages[-1])
+    assert decontam is not None
+    for bench, found in decontam.extra["contamination"]["per_benchmark"].items():
+        assert any(
+            line.startswith(f"| {bench} | {found['documents']:,} | {found['hits']:,} |") for line in card.splitlines()
+        )
+    for shard in manifest["shards"]:
+        assert f"| {shard['path']} | {shard['rows']:,} | {shard['bytes']:,} |" in card and shard["sha256"] in card
+    assert f"{manifest['rows']:,} documents" in card and "## How to reproduce" in card
