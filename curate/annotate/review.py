@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -129,6 +130,8 @@ class ReviewSession:
         self.labelled = {record.pattern for record in store.read() if record.annotator == annotator}
         self.history: list[_Action] = []
         self.summary = ReviewSummary()
+        self._under: dict[str, pa.ChunkedArray] = {}  # pattern -> the uncollected URLs it covers
+        self._changes: dict[tuple, tuple[int, int]] = {}
 
     def _pending(self, index: int) -> bool:
         item = self.queue.items[index]
@@ -244,11 +247,21 @@ class ReviewSession:
             return None
         from curate.stages.seed import seed_joining
 
-        urls = self.queue.uncollected.urls(_site(pattern))
-        now = seed_joining(PatternMatcher(labels), urls)
-        gain = seed_joining(PatternMatcher({**labels, pattern: MATH}), urls) - now
-        loss = now - seed_joining(PatternMatcher({**labels, pattern: NOT_MATH}), urls)
-        return gain, loss
+        # Only pages under `pattern` can change: count on those (found once per pattern, kept for re-renders).
+        if pattern not in self._under:
+            urls = self.queue.uncollected.urls(_site(pattern))
+            covered = pa.array(
+                [hit is not None for hit in map(PatternMatcher({pattern: MATH}).match, urls.to_pylist())]
+            )
+            self._under[pattern] = urls.filter(covered) if len(urls) else urls
+        key = (pattern, tuple(sorted(labels.items())))
+        if key not in self._changes:
+            urls = self._under[pattern]
+            now = seed_joining(PatternMatcher(labels), urls)
+            gain = seed_joining(PatternMatcher({**labels, pattern: MATH}), urls) - now
+            loss = now - seed_joining(PatternMatcher({**labels, pattern: NOT_MATH}), urls)
+            self._changes = {key: (gain, loss)}  # a screen re-rendered without a new label asks again
+        return self._changes[key]
 
     def _label_text(self, pattern: str, effective: dict, matcher: PatternMatcher) -> Text:
         record = effective.get(pattern)
