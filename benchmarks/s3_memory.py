@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,8 @@ def peak_rss(process: subprocess.Popen[bytes], samples: list[int]) -> None:
 
 
 def main() -> None:
+    # A SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the server and the ingest process are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=TARGET_MB / 1000)
     args = parser.parse_args()
@@ -69,8 +72,13 @@ def main() -> None:
                 samples: list[int] = []
                 sampler = threading.Thread(target=peak_rss, args=(process, samples))
                 sampler.start()
-                code = process.wait()
-                sampler.join()
+                try:
+                    code = process.wait()
+                finally:
+                    if process.poll() is None:
+                        process.terminate()
+                        process.wait()
+                    sampler.join()
             wall = time.monotonic() - started
             if code != 0:
                 sys.exit(f"ingest failed ({code}):\n{(work / 'ingest.log').read_text()[-3000:]}")
