@@ -102,12 +102,19 @@ def _sources_section(manifests: dict[str, Manifest], run_info: dict[str, Any]) -
         if licences:
             lines += ["", f"Licences as recorded: {_cell(licences)}"]
         lines += ["", f"Ingest read {ingest.rows_in:,} WARC records and kept {ingest.rows_out:,}."]
-    if not inputs and ingest is None:
-        lines.append("No ingest manifest in this run: the sources are not recorded.")
+    if not inputs:
+        lines.append(
+            "The input WARC files are recorded by content fingerprint only (the ingest stage's `_manifest.json`); "
+            "files with problems are named below."
+            if ingest is not None
+            else "No ingest manifest in this run: the sources are not recorded."
+        )
+        for problem in (ingest.problems if ingest is not None else [])[:20]:
+            lines.append(f"- `{problem.get('file')}`: {problem.get('reason')}")
     return lines
 
 
-def _classifier_section(manifests: dict[str, Manifest]) -> list[str]:
+def _classifier_section(manifests: dict[str, Manifest], run_info: dict[str, Any]) -> list[str]:
     lines = ["## Classifier", ""]
     rows = []
     for stage, manifest in manifests.items():
@@ -125,7 +132,17 @@ def _classifier_section(manifests: dict[str, Manifest]) -> list[str]:
             rows.append(f"| {stage} | {cut or '-'} | {_cell(boundary) if boundary else '-'} |")
     if not rows:
         return [*lines, "Not run: no scoring or selection stage in this run."]
-    return [*lines, "| stage | model / cut-off | metrics / budget boundary |", "|---|---|---|", *rows]
+    lines += ["| stage | model / cut-off | metrics / budget boundary |", "|---|---|---|", *rows]
+    results = [r for r in run_info.get("iteration_results") or [] if isinstance(r, dict)]
+    if results:
+        lines += ["", "| iteration | model | collected | overlap with previous |", "|---:|---|---:|---:|"]
+        for result in results:
+            overlap = result.get("overlap_with_previous")
+            lines.append(
+                f"| {result.get('iteration')} | {_cell(result.get('model_id') or '-')} | "
+                f"{result.get('selected', 0):,} | {'-' if overlap is None else f'{overlap:.1%}'} |"
+            )
+    return lines
 
 
 def _decontamination_section(manifests: dict[str, Manifest]) -> list[str]:
@@ -225,7 +242,7 @@ def dataset_card(layout: RunLayout, export: dict[str, Any], run_info: dict[str, 
         "",
         *_stage_section(layout, manifests),
         "",
-        *_classifier_section(manifests),
+        *_classifier_section(manifests, run_info),
         "",
         *_decontamination_section(manifests),
         "",
