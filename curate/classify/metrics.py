@@ -102,7 +102,7 @@ def score_spread(scores: np.ndarray) -> float:
 
 
 def threshold_for_precision(labels: np.ndarray, scores: np.ndarray, target_precision: float) -> dict[str, Any]:
-    """The score cut-off with the most recall among those whose precision reaches `target_precision`.
+    """A score cut-off with the most recall among those whose precision reaches `target_precision`.
 
     Candidates are the distinct scores themselves, so the cut-off follows the model's own scale, however
     uncalibrated. When no cut-off reaches the target, the most precise one is returned with `reached` false.
@@ -121,18 +121,27 @@ def threshold_for_precision(labels: np.ndarray, scores: np.ndarray, target_preci
     precision = np.where(last_of_run, tp / kept, -1.0)
     reaching = np.flatnonzero(precision >= target_precision)
     reached = reaching.size > 0
+    margin: tuple[float, float] | None = None
     if reached:
-        # The most recall at the target; among cut-offs with that recall, the highest (fewest false positives).
+        # The most recall at the target. Every cut-off from the highest to the lowest one giving that recall at
+        # the target precision does as well on validation; the split is in-source, so pages from elsewhere
+        # score less cleanly: cut in the middle of that margin rather than on either edge.
         best_tp = tp[reaching].max()
-        index = int(reaching[tp[reaching] == best_tp][0])
+        best = reaching[tp[reaching] == best_tp]
+        index = int(best[0])
+        margin = (float(sorted_scores[best[-1]]), float(sorted_scores[best[0]]))
+        cut = (margin[0] + margin[1]) / 2
     else:
         index = int(np.argmax(precision))
+        cut = float(sorted_scores[index])
+    at_cut = precision_recall_f1(labels, values, cut)
     return {
-        "threshold": float(sorted_scores[index]),
+        "threshold": cut,
+        "margin": list(margin) if margin else None,
         "target_precision": target_precision,
         "reached": bool(reached),
-        "precision": float(precision[index]),
-        "recall": float(tp[index] / n_pos),
+        "precision": at_cut["precision"],
+        "recall": at_cut["recall"],
     }
 
 

@@ -20,9 +20,10 @@ def test_threshold_takes_the_most_recall_at_the_target_precision() -> None:
     assert strict["threshold"] == 0.8 and strict["reached"] and strict["recall"] == pytest.approx(2 / 3)
     loose = threshold_for_precision(labels, scores, 0.7)
     assert loose["threshold"] == 0.3 and loose["precision"] == 0.75 and loose["recall"] == 1.0
-    # Separable scores: the highest cut-off that keeps every positive, not the lowest that still reaches 0.95.
+    # Separable scores: every cut-off in [0.1, 0.6] keeps all positives at precision >= 0.5; the middle is taken.
     separable = threshold_for_precision(np.array([1, 1, 0, 0], dtype=bool), np.array([0.9, 0.6, 0.2, 0.1]), 0.5)
-    assert separable["threshold"] == 0.6
+    assert separable["margin"] == [0.1, 0.6] and separable["threshold"] == pytest.approx(0.35)
+    assert separable["precision"] == 1.0 and separable["recall"] == 1.0
 
 
 def test_unreachable_target_returns_the_most_precise_cut_off() -> None:

@@ -14,6 +14,7 @@ from curate.classify.model import MATH_LABEL, load_model, score_texts
 from curate.classify.preprocess import preprocess
 from curate.classify.seed import documents_table, read_seed
 from curate.classify.train import TrainResult, train_classifier
+from curate.errors import ConfigError
 from curate.step import run_steps
 from curate.steps.mathscore import MathScoreStep
 
@@ -141,3 +142,32 @@ def test_same_data_and_seed_give_the_same_model_id(
     first = train_classifier(positives, trained[1], tmp_path / "a", **kwargs)
     second = train_classifier(positives, trained[1], tmp_path / "b", **kwargs)
     assert first.model_id == second.model_id
+
+
+def test_eval_scores_pages_from_sources_not_trained_on(
+    shared_data: Path, trained: tuple[TrainResult, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from curate.classify.evaluate import evaluate_model
+    from curate.cli.main import app
+
+    result, _ = trained
+    math_pages = [shared_data / "html/llm-webkit-ccmath"]
+    other_pages = sorted((shared_data / "html/article-extraction-benchmark/html").glob("*.html.gz"))[:40]
+    report = evaluate_model(result.model_path, math_pages, other_pages)
+    assert report["n_positive"] >= 5 and report["n"] - report["n_positive"] == 40
+    assert report["threshold"] == result.threshold["threshold"] and report["threshold_source"] == "model manifest"
+    # The llm-webkit math pages were training positives here, ccmath and the articles were not.
+    assert report["files_also_in_training"] == []
+    assert report["roc_auc"] >= 0.9, report["roc_auc"]
+    assert sum(report["histogram"]["counts"]) == report["n"]
+
+    runner = CliRunner()
+    args = ["classify", "eval", "--model", str(result.model_path), "-p", str(math_pages[0])]
+    shown = runner.invoke(app, [*args, "-n", str(other_pages[0]), "--json", str(tmp_path / "eval.json")])
+    assert shown.exit_code == 0, shown.output
+    assert "ROC-AUC" in shown.output and json.loads((tmp_path / "eval.json").read_text())["n"] >= 6
+    missing = runner.invoke(app, ["classify", "eval", "--model", str(tmp_path / "nope.bin"), "-p", "x", "-n", "y"])
+    # In-process typer raises the ConfigError that `curate`'s entry point turns into one line and exit code 2.
+    assert isinstance(missing.exception, ConfigError) and "does not exist" in str(missing.exception)
