@@ -1,14 +1,23 @@
-"""Ingest throughput: `curate ingest` vs a datatrove pipeline vs the OpenWebMath extractor, same pages.
+"""Ingest cost: curate (local runner, Spark local[2]) vs the resiliparse-only floor vs datatrove vs OpenWebMath.
 
-Input: the real HTML pages of ../shared/data/html (with their real URLs) wrapped into WARC response
-records, repeated to 20,000+ records, written at run time to a temp dir (never committed).
+Input: every real HTML page of ../shared/data/html (with its real URL) wrapped into WARC response records, each
+page the same number of times, written at run time to a temp dir (never committed). Two sets of files with the
+same page mix: the main set (`--records`, `--files`) and a smaller peer set (`--peer-records`, all pages at
+least once) for the slow peers.
 
-    curate ingest          Spark local[2] (both cores): read WARC -> URLs -> decode -> math-aware extract -> langid
-    curate (1 process)     the same steps through the local runner, one core
-    datatrove              WarcReader -> Trafilatura(favour_precision) -> JsonlWriter, LocalPipelineExecutor, 2 workers
-    openwebmath extractor  openwebmath-text-extract on the decoded HTML of the same records, one core
+Main set, in this process (CPU = this process and every descendant: the JVM, Spark's Python workers, the
+parser guard children; Spark's JVM start-up is excluded from both wall and CPU):
+    curate, local runner     run_extract(runner="local"): read WARC -> URLs -> decode -> math-aware extract -> langid
+    curate, Spark local[2]   the same steps through mapInArrow, both cores
+    resiliparse-only floor   FastWARC read -> decode -> resiliparse main-content text: no math, URLs or langid
+Peer set, each a whole command (wall and CPU of the child and what it reaps, from os.wait4):
+    curate ingest --local-runner   the CLI, interpreter start and imports included
+    datatrove, one worker          WarcReader -> Trafilatura(favour_precision) -> JsonlWriter, 1 task, 1 worker
+    openwebmath-text-extract       benchmarks/peers/owm_extract.py in .venv-peers (`make bench` builds it), on the
+                                   HTML decoded here (decoding and WARC reading are not in its time)
 
-Prints docs/s per core for each (docs = HTML response records processed) and the ratios.
+Prints records/s, records per CPU-second and CPU ms per record for each, then the ratios against the targets of
+issue [5/7]. The machine may be shared: compare ratios within one run.
 
     python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
 """
@@ -16,16 +25,22 @@ Prints docs/s per core for each (docs = HTML response records processed) and the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(ROOT))
+
+from peers import owm_client  # noqa: E402  (benchmarks/peers, found through this script's directory)
+
+from curate.manifest import Manifest, read_manifest  # noqa: E402
 
 
 def build_warcs(out_dir: Path, records: int, files: int) -> list[Path]:
@@ -46,117 +61,222 @@ def build_warcs(out_dir: Path, records: int, files: int) -> list[Path]:
     return paths
 
 
-def run_curate(paths: list[Path], runner: str, work: Path) -> tuple[float, int]:
+@dataclass
+class Cost:
+    name: str
+    records: int
+    wall: float
+    cpu: float
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<40} {self.records:>7} {self.wall:>8.1f} {self.cpu:>8.1f} {self.records / self.wall:>9.1f} "
+            f"{self.records / self.cpu:>10.1f} {1000 * self.cpu / self.records:>9.2f}"
+        )
+
+
+HEADER = f"{'run':<40} {'records':>7} {'wall s':>8} {'CPU s':>8} {'rec/s':>9} {'rec/CPU-s':>10} {'CPU ms/rec':>9}"
+
+
+def tree_cpu_seconds() -> float:
+    """User + system CPU so far of this process and each live descendant, each with the children it reaped.
+
+    Not getrusage(RUSAGE_CHILDREN): Spark's Python workers are the JVM's children and are never reaped by us
+    (benchmarks/scale.py saw it report 1.5 s for a 120 s run).
+    """
+    from curate.testing.cluster import descendants
+
+    ticks = 0
+    for pid in descendants(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited between the listing and the read
+        ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def html_records(manifest: Manifest) -> int:
+    """HTTP response records curate read: kept or dropped for a reason other than not being a response."""
+    return manifest.rows_out + sum(n for r, n in manifest.drops.items() if r not in ("not_response",))
+
+
+def run_curate(paths: list[Path], runner: str, work: Path) -> Cost:
     from curate.stage import RunContext
     from curate.stages.ingest import run_extract
 
     ctx = RunContext(str(work / f"curate-{runner}"), runner=runner, master="local[2]")
     if runner == "spark":
         ctx.spark.range(1).count()  # JVM start is not ingest time
-    start = time.perf_counter()
+    cpu, start = tree_cpu_seconds(), time.perf_counter()
     manifest = run_extract(ctx, [str(p) for p in paths])
-    elapsed = time.perf_counter() - start
-    html = manifest.rows_out + sum(n for r, n in manifest.drops.items() if r not in ("not_response",))
+    elapsed, cpu = time.perf_counter() - start, tree_cpu_seconds() - cpu
+    html = html_records(manifest)
     if runner == "spark":
         ctx.spark.stop()
-    return elapsed, html
+    name = "curate, Spark local[2]" if runner == "spark" else "curate, local runner"
+    return Cost(name, html, elapsed, cpu)
 
 
-def run_datatrove(paths: list[Path], work: Path, tasks: int) -> tuple[float, int]:
+def run_floor(paths: list[Path]) -> Cost:
+    """The resiliparse-only floor: what reading, decoding and main-content extraction alone cost, one core."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+    from resiliparse.parse.html import HTMLTree
+
+    records = 0
+    cpu, start = time.process_time(), time.perf_counter()
+    for path in paths:
+        with path.open("rb") as stream:
+            for record in ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True):
+                body = record.reader.read()
+                extract_plain_text(HTMLTree.parse(bytes_to_str(body, detect_encoding(body))), main_content=True)
+                records += 1
+    return Cost("resiliparse-only floor", records, time.perf_counter() - start, time.process_time() - cpu)
+
+
+def run_command(name: str, command: list[str], records: int, log: Path) -> Cost:
+    """Wall and CPU of one whole command: the child and every descendant it reaped (os.wait4)."""
+    with log.open("wb") as output:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise SystemExit(f"{name} failed (exit {child.returncode}, log {log}): {tail[0]}")
+    return Cost(name, records, wall, usage.ru_utime + usage.ru_stime)
+
+
+def run_datatrove_worker(input_dir: str, work: str) -> None:
+    """The datatrove pipeline in this process: one task, one worker (LocalPipelineExecutor runs it inline)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    LocalPipelineExecutor(
+        pipeline=[
+            WarcReader(input_dir, glob_pattern="*.warc.gz"),
+            Trafilatura(favour_precision=True),
+            JsonlWriter(f"{work}/dt-output"),
+        ],
+        tasks=1,
+        workers=1,
+        logging_dir=f"{work}/dt-logs",
+    ).run()
+
+
+def run_datatrove(paths: list[Path], work: Path, records: int) -> Cost:
     data = work / "dt-input"
     data.mkdir(exist_ok=True)
     for path in paths:
         target = data / path.name
         if not target.exists():
             os.symlink(path, target)
-    executor = LocalPipelineExecutor(
-        pipeline=[
-            WarcReader(str(data), glob_pattern="*.warc.gz"),
-            Trafilatura(favour_precision=True),
-            JsonlWriter(str(work / "dt-output")),
-        ],
-        tasks=tasks,
-        workers=2,
-        logging_dir=str(work / "dt-logs"),
-    )
-    start = time.perf_counter()
-    executor.run()
-    return time.perf_counter() - start, 0
+    command = [sys.executable, __file__, "--datatrove-worker", str(data), str(work)]
+    return run_command("datatrove, one worker (whole process)", command, records, work / "datatrove.log")
 
 
-def run_owm(paths: list[Path]) -> tuple[float, int]:
-    import numpy as np
-    from text_extract.extract import extract_text
-    from text_extract.utils import Config
+def run_curate_command(paths: list[Path], work: Path) -> Cost:
+    curate = Path(sys.executable).with_name("curate")
+    inputs = [argument for path in paths for argument in ("--input", str(path))]
+    out = work / "curate-cli"
+    command = [str(curate), "ingest", *inputs, "--out", str(out), "--local-runner"]
+    cost = run_command("curate ingest --local-runner (whole cmd)", command, 0, work / "curate-cli.log")
+    manifests = [read_manifest(stage) for stage in sorted(out.glob("*_extract"))]
+    cost.records = sum(html_records(manifest) for manifest in manifests if manifest)
+    return cost
 
+
+def run_owm(paths: list[Path]) -> Cost | None:
     from curate.io.warc import WarcFileReader
     from curate.steps.decode import decode_html
 
-    np.random.seed(0)
-    config = Config().sample()
+    if reason := owm_client.owm_missing():
+        print(reason)
+        return None
     htmls = []
     for path in paths:
         for row in WarcFileReader(str(path)).rows():
             if row.payload:
                 htmls.append(decode_html(row.payload, row.http_charset)[0])
-    start = time.perf_counter()
-    for html in htmls:
-        # A page the extractor fails on still cost its time: count it.
-        with contextlib.suppress(Exception):
-            extract_text(html, config)
-    return time.perf_counter() - start, len(htmls)
+    owm = owm_client.run_owm(htmls)
+    failed = sum(1 for error in owm.errors if error)
+    if failed:
+        print(f"openwebmath raised on {failed} of {len(htmls)} pages (their time is counted)")
+    return Cost("openwebmath-text-extract (whole process)", len(htmls), owm.wall, owm.cpu)
+
+
+def ratio(label: str, value: float, target: str = "") -> None:
+    print(f"  {label:<62} {value:6.2f}x   {target}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=20000, help="HTML response records for curate")
-    parser.add_argument("--files", type=int, default=8, help="WARC files to spread them over")
-    parser.add_argument("--peer-records", type=int, default=2000, help="records for datatrove and OWM (slow)")
+    parser.add_argument("--records", type=int, default=20000, help="HTML response records in the main set")
+    parser.add_argument("--files", type=int, default=8, help="WARC files to spread the main set over")
+    parser.add_argument("--peer-records", type=int, default=2000, help="records in the peer set (slow peers)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--datatrove-worker", nargs=2, metavar=("INPUT", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.datatrove_worker:
+        run_datatrove_worker(*args.datatrove_worker)
+        return
     work = Path(tempfile.mkdtemp(prefix="curate-bench-ingest-"))
     try:
-        big = build_warcs(work / "big", args.records, args.files) if (work / "big").mkdir() is None else []
-        small = build_warcs(work / "small", args.peer_records, 2) if (work / "small").mkdir() is None else []
+        (work / "big").mkdir()
+        (work / "small").mkdir()
+        big = build_warcs(work / "big", args.records, args.files)
+        small = build_warcs(work / "small", args.peer_records, 2)
         print(
-            f"input: {len(big)} WARC files, {sum(p.stat().st_size for p in big) / 2**20:.0f} MB gz; "
-            f"peer input {len(small)} files",
+            f"main set: {len(big)} WARC files, {sum(p.stat().st_size for p in big) / 2**20:.0f} MB gz; "
+            f"peer set: {len(small)} files, {sum(p.stat().st_size for p in small) / 2**20:.0f} MB gz",
             flush=True,
         )
+        print(HEADER)
+        local = run_curate(big, "local", work)
+        print(local.line(), flush=True)
+        spark = run_curate(big, "spark", work)
+        print(spark.line(), flush=True)
+        floor = run_floor(big)
+        print(floor.line(), flush=True)
+        print("peer set")
+        peer_floor = run_floor(small)
+        print(peer_floor.line(), flush=True)
+        curate_cmd = run_curate_command(small, work)
+        print(curate_cmd.line(), flush=True)
+        # datatrove's WarcReader takes every response record's content stream without parsing HTTP headers, so
+        # it also reads the pages whose non-http test URL (`hard::...`) makes curate's reader drop them.
+        datatrove = run_datatrove(small, work, peer_floor.records)
+        print(datatrove.line(), flush=True)
+        owm = run_owm(small)
+        if owm:
+            print(owm.line(), flush=True)
 
-        spark_s, spark_docs = run_curate(big, "spark", work)
-        spark_rate = spark_docs / spark_s / 2
-        print(f"curate ingest, Spark local[2]: {spark_docs} docs in {spark_s:.1f} s = {spark_rate:.0f} docs/s per core")
+        def per_cpu(cost: Cost) -> float:
+            return cost.records / cost.cpu
 
-        local_s, local_docs = run_curate(small, "local", work)
-        local_rate = local_docs / local_s
-        print(f"curate ingest, local runner (1 core): {local_docs} docs in {local_s:.1f} s = {local_rate:.0f} docs/s")
-
-        dt_s, _ = run_datatrove(small, work, tasks=2)
-        dt_docs = local_docs
-        dt_rate = dt_docs / dt_s / 2
-        print(
-            f"datatrove WarcReader->Trafilatura->JsonlWriter (2 workers): {dt_docs} docs in {dt_s:.1f} s "
-            f"= {dt_rate:.1f} docs/s per core"
+        print("\nratios")
+        ratio("Spark CPU per record / local runner CPU per record", per_cpu(local) / per_cpu(spark), "(target <= 1.2x)")
+        ratio("Spark wall / local runner wall (same files)", spark.wall / local.wall, "(target <= 0.6x, 2 files)")
+        ratio(
+            "local runner records per CPU-s / resiliparse-only floor",
+            per_cpu(local) / per_cpu(floor),
+            "(target >= 0.7x)",
         )
-
-        owm_s, owm_docs = run_owm(small)
-        owm_rate = owm_docs / owm_s
-        print(
-            f"openwebmath-text-extract (1 core, extraction only): {owm_docs} docs in {owm_s:.1f} s "
-            f"= {owm_rate:.1f} docs/s"
+        ratio(
+            "curate whole cmd / datatrove whole process, per CPU-s",
+            per_cpu(curate_cmd) / per_cpu(datatrove),
+            "(target >= 10x)",
         )
-
-        print("\nratios (docs/s per core)")
-        print(f"  curate Spark / datatrove       {spark_rate / dt_rate:6.1f}x   (target >= 8x)")
-        print(f"  curate local / datatrove       {local_rate / dt_rate:6.1f}x")
-        print(f"  curate Spark / OWM extractor   {spark_rate / owm_rate:6.1f}x   (target >= 3x)")
-        print(f"  curate local / OWM extractor   {local_rate / owm_rate:6.1f}x")
+        ratio("curate whole cmd / datatrove whole process, wall", datatrove.wall / curate_cmd.wall)
+        ratio("Spark / datatrove, records per CPU-s", per_cpu(spark) / per_cpu(datatrove))
+        if owm:
+            ratio("curate whole cmd / OWM whole process, per CPU-s", per_cpu(curate_cmd) / per_cpu(owm))
+            ratio("Spark / OWM, records per CPU-s", per_cpu(spark) / per_cpu(owm))
     finally:
         if args.keep:
             print(f"kept {work}")
