@@ -55,8 +55,9 @@ def classifier_section(run_dir: str) -> Markup:
     table = el("table", el("thead", el("tr", [el("th", h) for h in header])), el("tbody", body))
     note = el(
         "p",
-        "Threshold: the cut-off with the most recall at the target precision on the validation split (fastText "
-        "scores are not calibrated, so 0.5 means nothing). Out-of-source: a model trained without one whole "
+        "Threshold: chosen on the validation split for the target precision, in the middle of the range of cut-offs "
+        "that give the most recall at that precision (fastText scores are not calibrated, so 0.5 means nothing). "
+        "Out-of-source: a model trained without one whole "
         "positive source, scored on that source against held-out negatives.",
         class_="note",
     )
