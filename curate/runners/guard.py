@@ -101,7 +101,7 @@ class RecordGuard:
         if self._child is None or self._child.poll() is not None:
             env = dict(os.environ)
             # The child imports curate exactly as this process does (an editable install, a zip on a cluster).
-            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
             self._child = subprocess.Popen(
                 [sys.executable, "-m", "curate.runners.guard", self.target, str(self.memory_mb)],
                 stdin=subprocess.PIPE,

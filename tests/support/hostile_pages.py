@@ -1,0 +1,87 @@
+"""Small HTML pages that once ended or stalled a whole ingest, generated so every test can have them.
+
+Each is a few hundred KB at most. `HOSTILE_PAGES` maps a name to the page's bytes; the extraction of every one
+must finish within seconds and either give text or a named drop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _page(body: str, head: str = "") -> bytes:
+    return f"<!doctype html><html><head><title>hostile</title>{head}</head><body>{body}</body></html>".encode()
+
+
+def nested_mrow(depth: int = 5000) -> bytes:
+    return _page("<p>Formula: <math>" + "<mrow>" * depth + "<mi>x</mi>" + "</mrow>" * depth + "</math></p>")
+
+
+def asciimath_sqrt(count: int = 3000) -> bytes:
+    return _page(f'<p>Root: <script type="math/asciimath">{"sqrt " * count}x</script></p>')
+
+
+def asciimath_brackets(count: int = 5000) -> bytes:
+    return _page(f'<p>Brackets: <script type="math/asciimath">{"(" * count}x</script></p>')
+
+
+def unclosed_display_math(size: int = 200_000) -> bytes:
+    return _page("<p>" + "\\[ a " * (size // 5) + "</p>")
+
+
+def unclosed_inline_math(size: int = 200_000) -> bytes:
+    return _page("<p>" + "\\( a \\begin{x} b " * (size // 18) + "</p>")
+
+
+def unclosed_bbcode(size: int = 200_000) -> bytes:
+    return _page("<p>" + "[tex] a " * (size // 8) + "[/x</p>")
+
+
+def nested_mjx_containers(depth: int = 20_000) -> bytes:
+    return _page("<p>" + "<mjx-container>" * depth + "x" + "</mjx-container>" * depth + "</p>")
+
+
+def nested_divs(depth: int = 100_000) -> bytes:
+    return _page("<div>" * depth + "deep text" + "</div>" * depth)
+
+
+def huge_attribute(size: int = 2_000_000) -> bytes:
+    return _page(f'<p title="{"a" * size}">text</p><img alt="\\frac{"{"}{"1" * size}{"}"}" src="x.png">')
+
+
+def broken_utf8() -> bytes:
+    return _page("<p>valid text before</p>") + b"\xff\xfe\xc3\x28\xa0\xa1\xe2\x28\xa1" * 5000 + b"<p>after</p>"
+
+
+def many_formulas(count: int = 20_000) -> bytes:
+    return _page(
+        "".join(
+            f"<span class='katex'><span class='katex-mathml'><math><mi>x{i}</mi></math></span></span>"
+            for i in range(count)
+        )
+    )
+
+
+def cdata_whitespace(size: int = 500_000) -> bytes:
+    return _page(f'<p><script type="math/tex">% <![CDATA[ x{" " * size}y</script></p>')
+
+
+def mathml_comment_soup(count: int = 50_000) -> bytes:
+    return _page('<p><script type="math/mml"><math>' + "<!--" * count + "<mi>x</mi></math></script></p>")
+
+
+HOSTILE_PAGES: dict[str, Callable[[], bytes]] = {
+    "nested_mrow": nested_mrow,
+    "asciimath_sqrt": asciimath_sqrt,
+    "asciimath_brackets": asciimath_brackets,
+    "unclosed_display_math": unclosed_display_math,
+    "unclosed_inline_math": unclosed_inline_math,
+    "unclosed_bbcode": unclosed_bbcode,
+    "nested_mjx_containers": nested_mjx_containers,
+    "nested_divs": nested_divs,
+    "huge_attribute": huge_attribute,
+    "broken_utf8": broken_utf8,
+    "many_formulas": many_formulas,
+    "cdata_whitespace": cdata_whitespace,
+    "mathml_comment_soup": mathml_comment_soup,
+}
