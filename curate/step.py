@@ -72,9 +72,13 @@ class Step:
         dropped; their detail names the exception. Crawled content reaches every step, and one page must
         never end a job of millions.
         """
+        from curate.errors import CurateError
+
         try:
             yield self.process(batch)
             return
+        except CurateError:
+            raise  # a configuration or input mistake concerns the job, not one record
         except Exception:
             if batch.num_rows == 0:
                 raise
