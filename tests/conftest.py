@@ -30,5 +30,7 @@ def spark():
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true", help="rewrite tests/golden/ from this run (see tests/e2e/test_golden.py)"
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from this run (see tests/e2e/test_golden.py)",
     )
