@@ -94,8 +94,11 @@ class RecordGuard:
             self._child = None
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        # At interpreter exit module globals may already be gone; the child exits on its own when stdin closes.
+        try:
             self.close()
+        except Exception:
+            pass
 
     def _running_child(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
