@@ -97,7 +97,7 @@ class RecordGuard:
         # At interpreter exit module globals may already be gone; the child exits on its own when stdin closes.
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: SIM105 (contextlib itself may be gone by then)
             pass
 
     def _running_child(self) -> subprocess.Popen[bytes]:
