@@ -97,8 +97,8 @@ class RecordGuard:
         # At interpreter exit module globals may already be gone; the child exits on its own when stdin closes.
         try:
             self.close()
-        except Exception:  # noqa: SIM105 (contextlib itself may be gone by then)
-            pass
+        except Exception:
+            self._child = None
 
     def _running_child(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
