@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curate.classify.fit import PAPER_PRESET
 from curate.config import section, unknown_keys
 from curate.errors import ConfigError
 from curate.io import fs
@@ -50,12 +51,13 @@ RUN_FILE = "run.json"
 class TrainConfig:
     seed: list[str] = field(default_factory=list)  # seed corpus files/dirs (JSONL, Parquet, CNXML)
     seed_text_field: str | None = None
-    dim: int = 256
-    lr: float = 0.1
-    word_ngrams: int = 3
-    min_count: int = 3
-    epoch: int = 3
-    bucket: int = 2_000_000
+    # The paper's settings are owned by the trainer's preset; a recipe overrides them per key.
+    dim: int = PAPER_PRESET.dim
+    lr: float = PAPER_PRESET.lr
+    word_ngrams: int = PAPER_PRESET.word_ngrams
+    min_count: int = PAPER_PRESET.min_count
+    epoch: int = PAPER_PRESET.epoch
+    bucket: int = PAPER_PRESET.bucket
     quantize: bool = False
     max_per_class: int | None = None
     random_seed: int = 0
