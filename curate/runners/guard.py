@@ -6,11 +6,13 @@ record, the whole job). Here the function runs in a child Python process that th
 
 - the parent sends one record at a time and waits for its result with a deadline, so it always knows which
   record was in flight;
-- a child that dies (a signal, `os._exit`, an allocation failure past its address-space cap) costs that record
-  a `<kind>_crash` drop, and the next record starts a fresh child;
+- a child that dies (a signal, `os._exit`) or runs out of memory (an allocation past its address-space cap)
+  costs that record a `<kind>_crash` drop, and the next record starts a fresh child;
 - a record with no result by the deadline costs a `<kind>_timeout` drop: the child is killed and replaced.
 
-Messages are length-prefixed pickles over the child's stdin/stdout. The child is started with
+Messages are length-prefixed pickles over the child's stdin/stdout. A new child first reports whether it could
+load the function: one that cannot (an import error, a memory cap too small to start Python) is the job's
+error (`CurateError`), never a drop of every record. The child is started with
 `sys.executable -m curate.runners.guard` (never `fork`: the parent may be a JVM-connected driver with threads),
 and exits when its stdin closes, so it never outlives its worker.
 """
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 _HEADER = struct.Struct("!Q")
-_OK, _ERROR = 0, 1
+_OK, _ERROR, _OUT_OF_MEMORY = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ class RecordGuard:
         status, value = pickle.loads(body)
         if status == _ERROR:
             raise value
+        if status == _OUT_OF_MEMORY:
+            return self._lost(child, f"over the worker's {self.memory_mb} MB memory cap ({value})")
         return value
 
     def close(self) -> None:
@@ -105,14 +109,35 @@ class RecordGuard:
             env = dict(os.environ)
             # The child imports curate exactly as this process does (an editable install, a zip on a cluster).
             env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-            self._child = subprocess.Popen(
+            child = subprocess.Popen(
                 [sys.executable, "-m", "curate.runners.guard", self.target, str(self.memory_mb)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env=env,
             )
+            self._await_ready(child)
+            self._child = child
         return self._child
+
+    def _await_ready(self, child: subprocess.Popen[bytes]) -> None:
+        from curate.errors import CurateError
+
+        assert child.stdout is not None
+        deadline = time.monotonic() + max(self.timeout_s, _STARTUP_S)
+        header = _read_exactly(child.stdout, _HEADER.size, deadline)
+        body = None
+        if isinstance(header, bytes) and header is not _TIMED_OUT:
+            body = _read_exactly(child.stdout, _HEADER.unpack(header)[0], deadline)
+        cap = f" under a {self.memory_mb} MB memory cap" if self.memory_mb else ""
+        if body is None or body is _TIMED_OUT:
+            child.kill()
+            code = child.wait()
+            raise CurateError(f"the {self.kind} worker process could not start{cap}: {_describe_exit(code)}")
+        status, value = pickle.loads(body)
+        if status == _ERROR:
+            child.wait()
+            raise CurateError(f"the {self.kind} worker process could not load {self.target}{cap}: {value}")
 
     def _lost(self, child: subprocess.Popen[bytes], note: str | None, *, timed_out: bool = False) -> Failure:
         self._child = None
@@ -130,6 +155,8 @@ class RecordGuard:
 
 
 _TIMED_OUT = b"\x00timed-out"
+# A child gets at least this long to import its function: a busy executor can take seconds to load a parser.
+_STARTUP_S = 120.0
 
 
 def _read_exactly(stream: IO[bytes], size: int, deadline: float) -> bytes | None:
@@ -172,10 +199,17 @@ def _serve(target: str, memory_mb: int) -> None:
 
         limit = memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    function = _resolve(target)
     # The protocol owns the original stdout; anything a library prints (from Python or C) goes to stderr.
     source, sink = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    try:
+        function = _resolve(target)
+    except Exception as exc:
+        sink.write(_message((_ERROR, f"{type(exc).__name__}: {exc}")))
+        sink.flush()
+        return
+    sink.write(_message((_OK, None)))
+    sink.flush()
     while True:
         header = source.read(_HEADER.size)
         if len(header) < _HEADER.size:
@@ -183,11 +217,22 @@ def _serve(target: str, memory_mb: int) -> None:
         (size,) = _HEADER.unpack(header)
         args = pickle.loads(source.read(size))
         try:
-            reply = pickle.dumps((_OK, function(*args)), protocol=pickle.HIGHEST_PROTOCOL)
+            reply = _message((_OK, function(*args)))
+        except MemoryError as exc:
+            # Memory exhaustion is the process's failure, not the record's exception: report it as a crash and
+            # leave, so the next record gets a fresh child rather than a heap the failed allocation left behind.
+            sink.write(_message((_OUT_OF_MEMORY, f"MemoryError {exc}".strip()[:200])))
+            sink.flush()
+            return
         except Exception as exc:  # handed to the parent, which drops the record with the exception's name
-            reply = pickle.dumps((_ERROR, _portable(exc)), protocol=pickle.HIGHEST_PROTOCOL)
-        sink.write(_HEADER.pack(len(reply)) + reply)
+            reply = _message((_ERROR, _portable(exc)))
+        sink.write(reply)
         sink.flush()
+
+
+def _message(value: Any) -> bytes:
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
 
 
 def _portable(exc: Exception) -> Exception:

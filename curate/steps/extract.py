@@ -54,6 +54,8 @@ def extract_record(
         return None, charset, None, "non_html", str(exc)
     except DecodeFailed as exc:
         return None, charset, None, "decode_error", str(exc)
+    except MemoryError:
+        raise  # the process's failure, not the page's: under the guard it becomes `extract_crash`
     except Exception as exc:  # one page's failure is that page's drop, never the job's end
         return None, charset, None, "extract_error", describe_exception(exc)
     text = extracted.text
