@@ -51,18 +51,32 @@ def ingest(
     local_runner: LocalOption = False,
     force: ForceOption = False,
     spark_conf: SparkConfOption = None,
-    max_record_mb: Annotated[float, typer.Option(help="Records larger than this are dropped as too_large.")] = 16.0,
+    max_record_mb: Annotated[
+        float | None, typer.Option(help="Records larger than this are dropped as too_large (default 16).")
+    ] = None,
     s3_endpoint: S3EndpointOption = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="YAML with an `ingest:` section.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one parameter, e.g. ingest.record_timeout_s=20 (repeatable)."),
+    ] = None,
 ) -> None:
     """Read WARC files, keep HTML responses, extract text with its math, drop exact-URL duplicates.
 
     Inputs: local paths, s3:// (= s3a://), gs://, http(s):// (streamed by the executors), or any Hadoop scheme
     (hdfs://, viewfs://: read through Spark's binaryFile source).
     """
+    from curate.config import load_config, section
     from curate.stages.ingest import IngestConfig, run_ingest
 
-    positive_number(max_record_mb, "--max-record-mb")
+    raw = load_config(config, list(set_ or []))
+    unknown = sorted(set(raw) - {"ingest"})
+    if unknown and config is None:
+        raise ConfigError(f"--set: `curate ingest` only reads the ingest section, got {', '.join(unknown)}")
+    settings = section(raw, "ingest", IngestConfig, config or "--set flags")
+    if max_record_mb is not None:
+        settings.max_record_bytes = int(positive_number(max_record_mb, "--max-record-mb") * 2**20)
     ctx = make_context(out, master, local_runner, force, spark_conf)
     paths = resolve_inputs(ctx, input, s3_endpoint)
-    manifests = run_ingest(ctx, paths, IngestConfig(max_record_bytes=int(max_record_mb * 2**20)))
+    manifests = run_ingest(ctx, paths, settings)
     print_summary(manifests, out)

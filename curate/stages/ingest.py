@@ -11,11 +11,13 @@ file-level problem (unreadable file, truncation point), so records in = document
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from curate.errors import ConfigError
 from curate.io import fs
 from curate.io.warc import DEFAULT_MAX_RECORD_BYTES
 from curate.manifest import Manifest
@@ -49,7 +51,16 @@ class IngestConfig:
     # that record (`extract_crash`, `extract_timeout`), not the worker.
     isolate_extraction: bool = True
     record_timeout_s: float = DEFAULT_RECORD_TIMEOUT_S
-    worker_memory_mb: int = DEFAULT_WORKER_MEMORY_MB
+    worker_memory_mb: int = DEFAULT_WORKER_MEMORY_MB  # 0: no cap
+
+    def __post_init__(self) -> None:
+        # A zero or negative limit would drop every record (as too_large or extract_timeout), not stop the job.
+        for name in ("max_record_bytes", "record_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, int | float) and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"ingest.{name} must be a finite number above 0, got {value!r}")
+        if isinstance(self.worker_memory_mb, int) and self.worker_memory_mb < 0:
+            raise ConfigError(f"ingest.worker_memory_mb must be 0 (no cap) or more, got {self.worker_memory_mb}")
 
 
 def ingest_steps(config: IngestConfig) -> list[Step]:

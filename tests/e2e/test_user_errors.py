@@ -129,6 +129,16 @@ MISTAKES = [
         lambda t, d: "--max-record-mb",
     ),
     Mistake(
+        "--set ingest.record_timeout_s=0",
+        lambda t, d: ["ingest", "-i", str(d / WARC), "-o", str(t / "run"), "--set", "ingest.record_timeout_s=0"],
+        lambda t, d: "ingest.record_timeout_s",
+    ),
+    Mistake(
+        "--set with a misspelt ingest key",
+        lambda t, d: ["ingest", "-i", str(d / WARC), "-o", str(t / "run"), "--set", "ingest.record_timeout=5"],
+        lambda t, d: "did you mean ingest.record_timeout_s?",
+    ),
+    Mistake(
         "a missing input next to an existing one",
         lambda t, d: ["ingest", "-i", str(d / WARC), "-i", str(t / "gone.warc.gz"), "--out", str(t / "run")],
         lambda t, d: str(t / "gone.warc.gz"),
