@@ -31,22 +31,19 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import pyarrow.parquet as pq
+from _paths import ROOT
 
-import pyarrow.parquet as pq  # noqa: E402
-
-from curate.classify.model import load_model, math_probabilities, score_texts  # noqa: E402
-from curate.classify.preprocess import preprocess  # noqa: E402
-from curate.classify.seed import SeedDoc, documents_table, read_seed  # noqa: E402
-from curate.classify.train import train_classifier  # noqa: E402
+from curate.classify.model import load_model, math_probabilities, score_texts
+from curate.classify.preprocess import preprocess
+from curate.classify.seed import SeedDoc, documents_table, read_seed
+from curate.classify.train import train_classifier
 
 SPARK_CORES = 2
 

@@ -6,7 +6,7 @@ Index: every shared benchmark (pipelines/benchmarks.yaml), questions and worked 
   indexer writes them (`simplify_text`, the English word tokenizer, `ngrams`, its xxhash64 `HashConfig`)
   with datatrove's own functions; `NGramsDecontFilter` then loads them as usual.
 
-Scan: the clean reference pages (web-text documents + non-math HTML pages, `curate.decontam.reference`)
+Scan: the clean reference pages (web-text documents + non-math HTML pages, `support.reference_pages`)
 plus the same number of web-text pages with a benchmark item planted, so both sides pay for their hits.
 curate scans 1,000-document batches (a Spark Arrow batch); datatrove calls `filter(doc)` per document.
 Throughput is UTF-8 MB of text per CPU second of this single-threaded process (`time.process_time`,
@@ -30,21 +30,19 @@ import argparse
 import json
 import random
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _paths import ROOT
+from support.reference_pages import clean_pages, web_text_pages
 
-from curate.decontam.index import IndexConfig, NGramIndex  # noqa: E402
-from curate.decontam.loaders import BenchmarkText, load_texts, shared_benchmarks  # noqa: E402
-from curate.decontam.normalize import tokenize  # noqa: E402
-from curate.decontam.reference import clean_pages, web_text_pages  # noqa: E402
-from curate.decontam.scan import scan  # noqa: E402
+from curate.decontam.index import IndexConfig, NGramIndex
+from curate.decontam.loaders import BenchmarkText, load_texts, shared_benchmarks
+from curate.decontam.normalize import tokenize
+from curate.decontam.scan import scan
 
 BATCH_DOCS = 1000
 N = 10

@@ -5,7 +5,7 @@ Three measurements:
    datasketch 2.0's per-document `MinHash.update` loop over the same shingles with the same 32-bit shingle
    hash (`hashfunc=shingle_hash32`), so the values are identical, which is checked. `update_batch` is shown
    too, as datasketch's own faster path. Single thread, text to signature, median of `--repeat` runs.
-2. Planted-duplicate recall and precision (`curate.evaluation.near_duplicates`) of both pipelines:
+2. Planted-duplicate recall and precision (`support.near_duplicates`) of both pipelines:
    recall over same-family pairs with exact Jaccard >= 0.85, and merged pairs below 0.5.
 3. End-to-end dedup wall time: the curate Spark stage (local[2]: signatures, banding, verification,
    components, the kept/rejected/duplicates/signature outputs) vs datatrove's four MinHash stages
@@ -33,21 +33,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from curate.evaluation.near_duplicates import (  # noqa: E402
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from _paths import ROOT
+from support.near_duplicates import (
     ClusteringQuality,
     PlantedCorpus,
     evaluate,
     load_real_documents,
     plant,
 )
-from curate.steps.minhash import MinHashParams, permutations, shingle_hash32, shingles, signatures  # noqa: E402
+
+from curate.steps.minhash import MinHashParams, permutations, shingle_hash32, shingles, signatures
 
 BATCH = 1000
 
@@ -124,11 +122,12 @@ def _documents_table(corpus: PlantedCorpus) -> pa.Table:
 def run_curate(
     corpus: PlantedCorpus, workdir: Path, runs: int, verify: str
 ) -> tuple[list[float], float, ClusteringQuality, dict]:
+    from support.runs import commit_table_as_stage
+
     from curate.manifest import read_manifest
     from curate.runners.spark import build_session
     from curate.stage import RunContext, read_stage_table
     from curate.stages.dedup import DUPLICATES_DIR, NEAR_DEDUP_STAGE, DedupConfig, run_dedup_stage
-    from curate.testing.runs import commit_table_as_stage
 
     start = time.perf_counter()
     spark = build_session("local[2]", app_name="bench-dedup", driver_memory="4g", shuffle_partitions=8)

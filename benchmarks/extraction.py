@@ -2,10 +2,10 @@
 
 Three measurements for four extractors (ours, resiliparse main_content alone, trafilatura as datatrove calls
 it, openwebmath-text-extract):
-- math: formula recall on the 23 llm-webkit-bench math pages (`curate.evaluation.formula_recall`),
+- math: formula recall on the 23 llm-webkit-bench math pages (`support.formula_recall`),
   micro-averaged over their 1,026 ground-truth formulas, with docs/s and MB/s of HTML on those pages;
 - articles: main-text token F1 on the 181 article-extraction-benchmark pages against their `articleBody`;
-- pages: docs/s over all 813 real HTML pages of the shared data (`curate.testing.warcs.real_pages`), by
+- pages: docs/s over all 813 real HTML pages of the shared data (`support.warcs.real_pages`), by
   default for ours and resiliparse only (the slow peers take minutes there; name them to include them).
 
 Throughput is single-threaded wall time per extractor call (parse included, file reading excluded): for each
@@ -28,20 +28,17 @@ import gzip
 import json
 import re
 import statistics
-import sys
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _paths import ROOT
+from peers import owm_client
+from support.formula_recall import formula_recall, load_math_pages
 
-from peers import owm_client  # noqa: E402  (benchmarks/peers, found through this script's directory)
-
-from curate.evaluation.formula_recall import formula_recall, load_math_pages  # noqa: E402
-from curate.steps.math_html import extract_main_text  # noqa: E402
+from curate.steps.math_html import extract_main_text
 
 Extractor = Callable[[str], str]
 _WORD = re.compile(r"\w+")
@@ -181,8 +178,7 @@ def bench_articles(extractors: dict[str, Extractor], data: Path, repeat: int, pe
 
 def bench_pages(extractors: dict[str, Extractor], data: Path, repeat: int, peers: list[str]) -> None:
     from resiliparse.parse.encoding import bytes_to_str, detect_encoding
-
-    from curate.testing.warcs import real_pages
+    from support.warcs import real_pages
 
     htmls = [bytes_to_str(page.html, detect_encoding(page.html)) for page in real_pages(data)]
     megabytes = sum(len(html.encode("utf-8")) for html in htmls) / 1e6

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import _paths  # noqa: F401
 
 _CHILD = """
 import json, re, sys, time

@@ -34,17 +34,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-sys.path.insert(0, str(ROOT))
+from _paths import SHARED_DATA as SHARED
+from peers import owm_client
 
-from peers import owm_client  # noqa: E402  (benchmarks/peers, found through this script's directory)
-
-from curate.manifest import Manifest, read_manifest  # noqa: E402
+from curate.manifest import Manifest, read_manifest
 
 
 def build_warcs(out_dir: Path, records: int, files: int) -> list[Path]:
-    from curate.testing.warcs import real_pages, write_warc
+    from support.warcs import real_pages, write_warc
 
     pages = real_pages(SHARED)
     repeat = max(1, -(-records // len(pages)))
@@ -84,7 +81,7 @@ def tree_cpu_seconds() -> float:
     Not getrusage(RUSAGE_CHILDREN): Spark's Python workers are the JVM's children and are never reaped by us
     (benchmarks/scale.py saw it report 1.5 s for a 120 s run).
     """
-    from curate.testing.cluster import descendants
+    from support.cluster import descendants
 
     ticks = 0
     for pid in descendants(os.getpid()):

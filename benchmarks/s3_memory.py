@@ -23,12 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tests/support (a package named `tests` is installed by a dependency)
-
-from support.s3_server import s3_server  # noqa: E402
-
-from curate.testing.cluster import descendants, rss_bytes  # noqa: E402
+from _paths import ROOT
+from support.cluster import descendants, rss_bytes
+from support.s3_server import s3_server
 
 SOURCE = ROOT.parent / "shared" / "data" / "web-warc" / "ia-heritrix-sample-2008" / "web_sample.warc.gz"
 TARGET_MB = 1000.0

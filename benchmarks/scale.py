@@ -1,7 +1,7 @@
 """Scale check: the same pipeline on 1x and 4x the input with memory capped; time and peak memory side by side.
 
 Input: the ~800 real pages under ../shared/data/html wrapped into Common Crawl-style WARC files at run time
-(curate.testing.warcs), in a temp dir that is removed afterwards. 1x is `--copies` copies of every page, each
+(support.warcs), in a temp dir that is removed afterwards. 1x is `--copies` copies of every page, each
 copy under its own URL (`?copy=N`, so URL dedup keeps them all), spread over `--parts` files per copy; 4x is
 four times as many files of the same size, which is how a crawl grows. Defaults: 0.6 GiB of uncompressed WARC
 at 1x, 2.4 GiB at 4x.
@@ -40,7 +40,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.testing.cluster import (
+from _paths import ROOT
+from _paths import SHARED_DATA as SHARED
+from support.cluster import (
     JAVA_17,
     StandaloneCluster,
     alive,
@@ -49,10 +51,8 @@ from curate.testing.cluster import (
     rss_bytes,
     standalone_cluster,
 )
-from curate.testing.warcs import Page, real_pages, write_warc
+from support.warcs import Page, real_pages, write_warc
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OOM_SIGNS = re.compile(r"OutOfMemoryError|MemoryError|Cannot allocate memory|exit code 137|killed by signal 9", re.I)
 
 

@@ -24,7 +24,11 @@ MATH_WARC = "_demo_input/real-math-pages.warc.gz"
 
 
 def write_math_warc(shared_data: Path, run_dir: Path) -> Path:
-    from curate.testing.warcs import real_pages, write_warc
+    # The WARC writer is test support (tests/support/warcs.py), not product: the demo runs from a checkout.
+    tests_dir = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    from support.warcs import real_pages, write_warc
 
     pages = [p for p in real_pages(shared_data) if p.source.name.startswith("math_") or "ccmath" in str(p.source)]
     path = run_dir / MATH_WARC

@@ -5,9 +5,9 @@
     index.py      NGramIndex: hashed n-gram windows in a sorted array, guards, one .npz file per index
     scan.py       documents -> hits (benchmark, item, field, matched text, offset), and cutting them out
     step.py       DecontaminateStep: drop or cut, plus a hits column the stage turns into a dataset
-    reference.py  clean real pages from the shared data, for measuring false positives
 
-The stage that runs it over a run directory is curate.stages.decontam.
+The stage that runs it over a run directory is curate.stages.decontam; the clean pages that measure false
+positives are test support (tests/support/reference_pages.py).
 """
 
 from curate.decontam.index import IndexConfig, NGramIndex

@@ -24,10 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-
-from curate.io.fs import expand_inputs
-from curate.manifest import MANIFEST_NAME
-from curate.testing.cluster import (
+from support.cluster import (
     JAVA_17,
     ClusterError,
     StandaloneCluster,
@@ -39,6 +36,9 @@ from curate.testing.cluster import (
     process_group,
     standalone_cluster,
 )
+
+from curate.io.fs import expand_inputs
+from curate.manifest import MANIFEST_NAME
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(2400)]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.warcs import real_pages, write_warc
 
 from curate.annotate.store import AnnotationStore
 from curate.pipeline import PipelineConfig, run_pipeline
 from curate.stage import RunContext, read_stage_manifest, read_stage_table
-from curate.testing.warcs import real_pages, write_warc
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Live progress while a stage runs: an updating line on a terminal, a periodic plain line otherwise, and Spark's
 status tracker as the source on Spark.
 
-The WARCs are real pages from the shared data wrapped by curate.testing.warcs: 4 files of 100 captures, which the
+The WARCs are real pages from the shared data wrapped by support.warcs: 4 files of 100 captures, which the
 local runner takes a few seconds over (more when the machine is busy).
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from support.warcs import real_pages, write_warc
 
 from curate.progress import INTERVAL_ENV, PROGRESS_ENV, StageProgress
-from curate.testing.warcs import real_pages, write_warc
 
 CURATE = str(Path(sys.executable).with_name("curate"))
 FILES = 4

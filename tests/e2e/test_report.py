@@ -14,9 +14,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from support.runs import HOSTILE_MARKUP, SyntheticRun, build_synthetic_run
 
 from curate.report import build_report, write_report
-from curate.testing.runs import HOSTILE_MARKUP, SyntheticRun, build_synthetic_run
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 ACTIVE_TAGS = {"script", "iframe", "object", "embed", "img", "link", "base", "form", "meta-refresh"}

@@ -9,11 +9,11 @@ import pyarrow.dataset as ds
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from decontam_support import BENCHMARKS, check_stage, planted_documents
+from support.decontam import BENCHMARKS, check_stage, planted_documents
+from support.runs import commit_table_as_stage
 
 from curate.stage import RunContext, read_stage_table
 from curate.stages.decontam import CONTAMINATION_DIR, run_decontam_stage
-from curate.testing.runs import commit_table_as_stage
 
 pytestmark = pytest.mark.spark
 

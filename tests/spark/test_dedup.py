@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from support.near_duplicates import PlantedCorpus, evaluate, jaccard, load_real_documents, plant
+from support.runs import commit_table_as_stage
 
-from curate.evaluation.near_duplicates import PlantedCorpus, evaluate, jaccard, load_real_documents, plant
 from curate.manifest import read_manifest
 from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
 from curate.stage import RunContext, read_rejected_table, read_stage_table
@@ -25,7 +26,6 @@ from curate.stages.dedup import (
 )
 from curate.step import conform
 from curate.steps.minhash import shingles
-from curate.testing.runs import commit_table_as_stage
 
 pytestmark = pytest.mark.spark
 

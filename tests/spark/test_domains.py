@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from rich.console import Console
+from support.runs import commit_table_as_stage
 
 from curate.annotate.patterns import domain_key
 from curate.annotate.review import ReviewSession
@@ -20,7 +21,6 @@ from curate.stage import RunContext, read_stage_table
 from curate.stages.domains import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR, DomainConfig, run_domains
 from curate.stages.seed import run_seed_expansion
 from curate.steps.urls import normalize_url, registered_domain
-from curate.testing.runs import commit_table_as_stage
 
 pytestmark = pytest.mark.spark
 

@@ -1,6 +1,6 @@
 """Export: shards that four independent readers agree on, lineage columns, size targeting, atomic commit.
 
-Inputs are synthetic run directories (curate.testing.runs) built from the real shared web text and URLs,
+Inputs are synthetic run directories (support.runs) built from the real shared web text and URLs,
 so these tests do not depend on the other stages' code.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.runs import SyntheticRun, build_synthetic_run, write_generated_stage
 
 from curate.classify.tokens import APPROX, count_tokens
 from curate.errors import CurateError
@@ -23,7 +24,6 @@ from curate.schema import DECONTAM_CLEAN, DECONTAM_CONTAMINATED, DECONTAM_UNCHEC
 from curate.stage import RunContext, read_stage_table
 from curate.stages import export as export_module
 from curate.stages.export import MANIFEST_FILE, ExportConfig, read_export_manifest, run_export
-from curate.testing.runs import SyntheticRun, build_synthetic_run, write_generated_stage
 
 pytestmark = pytest.mark.spark
 
@@ -266,7 +266,7 @@ TARGET = 100 * 2**20
 
 @pytest.fixture(scope="module")
 def generated_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~880 MB of text (real words, see curate.testing.runs) that zstd turns into ~380 MB of shards."""
+    """~880 MB of text (real words, see support.runs) that zstd turns into ~380 MB of shards."""
     run_dir = tmp_path_factory.mktemp("generated-run")
     write_generated_stage(run_dir / "90_decontaminate", shared_data, 800 * 2**20)
     return run_dir

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from support.cluster import JAVA_17, free_port
 from support.s3_server import S3Server, s3_server
 
 from curate.errors import ConfigError, CurateError
@@ -29,7 +30,6 @@ from curate.manifest import MANIFEST_NAME
 from curate.stage import RunContext
 from curate.stages.export import MANIFEST_FILE, publish_to_object_store, run_export
 from curate.stages.ingest import EXTRACT_STAGE, URL_DEDUP_STAGE, run_ingest
-from curate.testing.cluster import JAVA_17, free_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.testing.cluster import free_port
+from support.cluster import free_port
 
 REGION = "us-east-1"
 S3_USER = "curate-tests"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from support.runs import HOSTILE_MARKUP, HOSTILE_URL, write_stage_manifest, write_stage_table
 
 from curate.annotate.store import AnnotationStore
 from curate.report import build_report, write_report
 from curate.schema import DOMAIN_SAMPLES, DOMAIN_STATS
 from curate.stages.domains import SAMPLES_DIR
-from curate.testing.runs import HOSTILE_MARKUP, HOSTILE_URL, write_stage_manifest, write_stage_table
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.warcs import real_pages, write_warc
 
 from curate.classify.labelled import read_labelled
 from curate.classify.metrics import histogram, log_loss, score_spread, threshold_for_precision
 from curate.errors import InputError
-from curate.testing.warcs import real_pages, write_warc
 
 
 def test_threshold_takes_the_most_recall_at_the_target_precision() -> None:

@@ -122,7 +122,7 @@ def test_config_validation() -> None:
 
 
 def test_full_index_memory_and_coverage(shared_data: Path) -> None:
-    from decontam_support import full_index
+    from support.decontam import full_index
 
     index = full_index(shared_data)
     info = index.describe()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.reference_pages import web_text_pages
 
 from curate.decontam.normalize import OffsetMap, normalize_text, token_strings, tokenize
-from curate.decontam.reference import web_text_pages
 
 
 def values(text: str) -> list[int]:

@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from decontam_support import full_index, reference_pages
+from support.decontam import full_index, reference_pages
+from support.reference_pages import web_text_pages
 
 from curate.decontam.index import NGramIndex
 from curate.decontam.loaders import BenchmarkText, load_texts, shared_benchmarks
-from curate.decontam.reference import web_text_pages
 from curate.decontam.scan import cut, scan
 
 PLANTS_PER_BENCHMARK = 12

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from decontam_support import BENCHMARKS, check_stage, planted_documents
+from support.decontam import BENCHMARKS, check_stage, planted_documents
+from support.runs import commit_table_as_stage
 
 from curate.errors import ConfigError
 from curate.stage import RunContext
 from curate.stages.decontam import run_decontam_stage
-from curate.testing.runs import commit_table_as_stage
 
 
 @pytest.mark.parametrize("mode", ["drop", "cut"])

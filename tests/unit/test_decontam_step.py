@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from support.reference_pages import web_text_pages
 
 from curate.decontam.index import NGramIndex
 from curate.decontam.loaders import iter_texts, shared_benchmarks
-from curate.decontam.reference import web_text_pages
 from curate.decontam.step import DROP_REASON_CONTAMINATED, HITS_COLUMN, DecontaminateStep
 from curate.errors import ConfigError
 from curate.schema import DROP_DETAIL, DROP_REASON

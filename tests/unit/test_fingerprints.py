@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from decontam_support import planted_documents
+from support.decontam import planted_documents
+from support.runs import commit_table_as_stage
 
 from curate.fingerprints import code_versions, files_fingerprint, path_digest
 from curate.manifest import MANIFEST_NAME
@@ -24,7 +25,6 @@ from curate.pipeline import TrainConfig, run_train
 from curate.stage import RunContext, Stage, read_stage_manifest, read_stage_table
 from curate.stages.decontam import run_decontam_stage
 from curate.stages.ingest import EXTRACT_STAGE, run_ingest
-from curate.testing.runs import commit_table_as_stage
 
 
 def _edit_in_place(path: Path, old: bytes, new: bytes) -> None:

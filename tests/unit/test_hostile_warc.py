@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.hostile_warcs import HEALTHY_URL, content_encoding_bomb, header_line_bomb
+from support.warcs import real_pages
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -35,7 +36,6 @@ from curate.manifest import Manifest
 from curate.schema import NOTE_REASON
 from curate.stage import RunContext, read_rejected_table, read_stage_table
 from curate.stages.ingest import EXTRACT_STAGE, FILE_PROBLEMS, run_extract
-from curate.testing.warcs import real_pages
 
 SHARED = Path(os.environ.get("CURATE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 # Small real files, so each example costs well under a second: per-record gzip (CC), whole-file gzip

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+from support.warcs import FAKE_URL_PREFIX, Page, real_pages, write_warc
 from warcio.archiveiterator import ArchiveIterator as WarcioIterator
-
-from curate.testing.warcs import FAKE_URL_PREFIX, Page, real_pages, write_warc
 
 
 @pytest.fixture(scope="module")

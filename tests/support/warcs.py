@@ -237,7 +237,7 @@ def write_warc(
         writer = WARCWriter(sink or out, gzip=False, warc_version="1.0")
         info_id = _record_id(warc_name, 0, "warcinfo")
         fields = (
-            f"software: curate.testing.warcs\r\nformat: WARC File Format 1.0\r\n"
+            f"software: curate tests/support/warcs.py\r\nformat: WARC File Format 1.0\r\n"
             f"description: real pages from the curate shared test data, repeated {repeat}x\r\n"
         ).encode()
         writer.write_record(

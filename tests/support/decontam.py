@@ -21,11 +21,11 @@ import xxhash
 from curate.decontam import index as index_module
 from curate.decontam.index import IndexConfig, NGramIndex
 from curate.decontam.loaders import REGISTRY_PATH, iter_texts, load_texts, shared_benchmarks
-from curate.decontam.reference import Page, clean_pages, web_text_pages
 from curate.schema import CONTAMINATION, DOCUMENTS, DROP_DETAIL, DROP_REASON
 from curate.stage import read_rejected_table, read_stage_table
 from curate.stages.decontam import CONTAMINATION_DIR
 from curate.step import conform
+from support.reference_pages import Page, clean_pages, web_text_pages
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -65,7 +65,7 @@ def full_index(data_root: Path = SHARED_DATA) -> NGramIndex:
 
 @functools.cache
 def reference_pages(data_root: Path = SHARED_DATA) -> list[Page]:
-    key = _cache_key(Path(index_module.__file__).parent / "reference.py")
+    key = _cache_key(Path(__file__).with_name("reference_pages.py"))
     path = _cache_dir() / f"clean-pages-{key}.jsonl"
     if path.exists():
         return [Page(**json.loads(line)) for line in path.read_text().splitlines()]

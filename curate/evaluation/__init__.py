@@ -1,1 +1,0 @@
-"""Measurements of curate's steps against ground truth (extraction fidelity, dedup quality)."""

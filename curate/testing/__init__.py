@@ -1,1 +1,0 @@
-"""Builders of test inputs that follow curate's formats (used by the test suite, importable without a JVM)."""
