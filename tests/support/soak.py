@@ -14,7 +14,7 @@ from pathlib import Path
 
 from curate.io.warc import WarcFileReader
 from curate.steps.extract import Outcome, extract_record
-from curate.testing.warcs import real_pages
+from support.warcs import real_pages
 
 # The per-record WARC inputs ingest reads: every response the reader hands to extraction.
 WARC_GLOBS = ("cc-warc/*/*.warc.gz", "web-warc/*/*.warc.gz")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from support.guard_targets import behave
+from support.warcs import real_pages
 
 from curate.errors import CurateError
 from curate.runners.guard import Failure, RecordGuard
 from curate.steps.extract import extract_record
-from curate.testing.warcs import real_pages
 
 TARGET = "support.guard_targets:behave"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.warcs import real_pages
 
 from curate.steps.extract import extract_record
-from curate.testing.warcs import real_pages
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CPU_SECONDS_PER_EXAMPLE = 5.0
