@@ -38,7 +38,7 @@ from _paths import ROOT
 from peers import owm_client
 from support.formula_recall import formula_recall, load_math_pages
 
-from curate.steps.math_html import extract_main_text
+from curate.extraction.math_html import extract_main_text
 
 Extractor = Callable[[str], str]
 _WORD = re.compile(r"\w+")

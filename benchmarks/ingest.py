@@ -189,8 +189,8 @@ def run_curate_command(paths: list[Path], work: Path) -> Cost:
 
 
 def run_owm(paths: list[Path]) -> Cost | None:
+    from curate.extraction.decode import decode_html
     from curate.io.warc import WarcFileReader
-    from curate.steps.decode import decode_html
 
     if reason := owm_client.owm_missing():
         print(reason)

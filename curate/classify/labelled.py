@@ -1,7 +1,7 @@
 """Labelled pages for evaluating the classifier: WARC files, HTML files or text/documents files, as a user has them.
 
-Pages go through the same decoding and main-text extraction as ingest (`curate.steps.decode`,
-`curate.steps.math_html`), so an evaluation scores exactly the text a crawl would give the model. A page
+Pages go through the same decoding and main-text extraction as ingest (`curate.extraction.decode`,
+`curate.extraction.math_html`), so an evaluation scores exactly the text a crawl would give the model. A page
 that yields no text is counted under a named reason, never silently skipped.
 """
 
@@ -65,8 +65,8 @@ def _page_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
 
 def _html_text(payload: bytes, charset: str | None) -> tuple[str | None, str | None]:
     """(main text, None) or (None, drop reason)."""
-    from curate.steps.decode import DecodeFailed, NotHtml, decode_html, sniff_html
-    from curate.steps.math_html import extract_main_text
+    from curate.extraction.decode import DecodeFailed, NotHtml, decode_html, sniff_html
+    from curate.extraction.math_html import extract_main_text
 
     try:
         sniff_html(payload, declared_html=True)

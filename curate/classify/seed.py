@@ -210,7 +210,7 @@ def _walk_cnxml(elem: ET.Element, out: list[str], display: bool = False) -> None
 def _mathml_latex(math: ET.Element) -> str:
     """LaTeX of a `<m:math>` element through the converter web pages go through, so a seed text and a crawled
     page spell the same formula the same way (`x^2`, never `{x}^{2}`)."""
-    from curate.steps.mathml import mathml_to_latex
+    from curate.extraction.mathml import mathml_to_latex
 
     plain = copy.deepcopy(math)
     for node in plain.iter():

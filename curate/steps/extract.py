@@ -42,8 +42,8 @@ def extract_record(
     payload: bytes | None, http_charset: str | None, content_type: str | None, min_chars: int
 ) -> Outcome:
     """One record's extraction; the same function runs in-process and in the guarded child."""
-    from curate.steps.decode import DecodeFailed, NotHtml, decode_html, sniff_html
-    from curate.steps.math_html import extract_main_text
+    from curate.extraction.decode import DecodeFailed, NotHtml, decode_html, sniff_html
+    from curate.extraction.math_html import extract_main_text
 
     charset = None
     try:

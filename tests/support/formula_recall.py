@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.steps.math_html import iter_math_spans
-from curate.steps.mathml import UNICODE_TO_LATEX
+from curate.extraction.math_html import iter_math_spans
+from curate.extraction.mathml import UNICODE_TO_LATEX
 
 __all__ = ["SHORT_FORMULA", "MathPage", "formula_recall", "load_formulas", "load_math_pages", "normalize_tex"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.steps.asciimath import asciimath_to_latex
+from curate.extraction.asciimath import asciimath_to_latex
 
 GOLDEN = [
     ("E=mc^2", "E=mc^2"),

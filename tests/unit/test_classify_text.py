@@ -22,8 +22,8 @@ from curate.classify.select import (
 )
 from curate.classify.tokens import APPROX, DEEPSEEK_BPE, count_tokens
 from curate.errors import ConfigError, InputError
+from curate.extraction.mathml import mathml_to_latex
 from curate.schema import DOCUMENTS, DROP_REASON
-from curate.steps.mathml import mathml_to_latex
 
 
 def test_preprocess_splits_latex_lowercases_and_folds_whitespace() -> None:

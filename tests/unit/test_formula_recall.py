@@ -9,7 +9,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 from support.formula_recall import formula_recall, load_formulas, load_math_pages, normalize_tex
 
-from curate.steps.math_html import extract_main_text
+from curate.extraction.math_html import extract_main_text
 
 # Measured with `python benchmarks/extraction.py --only math` (same metric): ours 986/1026 = 0.961,
 # openwebmath-text-extract 902 = 0.879, resiliparse main_content 495 = 0.482, trafilatura with datatrove's

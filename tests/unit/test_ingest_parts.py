@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.steps.decode import DecodeFailed, NotHtml, decode_html, sniff_html
+from curate.extraction.decode import DecodeFailed, NotHtml, decode_html, sniff_html
 from curate.steps.urls import BadUrl, normalize_url, registered_domain
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.steps.math_html import extract_main_text, iter_math_spans
+from curate.extraction.math_html import extract_main_text, iter_math_spans
 
 FILLER = "This sentence is here so that the paragraph reads like real main content of an article page."
 

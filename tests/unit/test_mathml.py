@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from resiliparse.parse.html import HTMLTree
 
-from curate.steps.mathml import mathml_to_latex
+from curate.extraction.mathml import mathml_to_latex
 
 GOLDEN = [
     # tokens

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from curate.steps.mathml import join_tex
+from curate.extraction.mathml import join_tex
 
 __all__ = ["MAX_DEPTH", "asciimath_to_latex"]
 

@@ -26,8 +26,8 @@ from urllib.parse import unquote, unquote_plus
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree, NodeType
 
-from curate.steps.asciimath import asciimath_to_latex
-from curate.steps.mathml import mathml_to_latex
+from curate.extraction.asciimath import asciimath_to_latex
+from curate.extraction.mathml import mathml_to_latex
 
 __all__ = ["MATH_SPAN_RE", "Extracted", "extract_main_text", "iter_math_spans"]
 
