@@ -94,10 +94,15 @@ def _store_error(exc: OSError) -> str:
     return text
 
 
+# The variables of the standard chains that choose whose credentials a new filesystem signs with.
+_CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
 @functools.lru_cache(maxsize=64)
-def _store(uri_scheme: str, bucket: str, endpoint: str | None) -> pafs.FileSystem:
-    """One filesystem per bucket (and endpoint), reused by every file of a task: S3 resolves the bucket's
-    region with a request when the filesystem is made."""
+def _store(uri_scheme: str, bucket: str, endpoint: str | None, credentials: tuple[str | None, ...]) -> pafs.FileSystem:
+    """One filesystem per bucket, endpoint and credentials, reused by every file of a task: S3 resolves the
+    bucket's region with a request when the filesystem is made. Credentials are part of the key so that a
+    long-lived process (a notebook, the tests) whose keys change does not keep signing with the old ones."""
     import pyarrow.fs as pafs
 
     filesystem, _ = pafs.FileSystem.from_uri(f"{uri_scheme}://{bucket}/")
@@ -116,7 +121,8 @@ def arrow_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
         # hdfs:// through pyarrow's libhdfs binding, where the cluster provides it.
         return pafs.FileSystem.from_uri(str(path))
     uri_scheme = "s3" if found == "s3a" else "gs" if found == "gcs" else found
-    return _store(uri_scheme, parsed.netloc, os.environ.get(S3_ENDPOINT_ENV)), parsed.netloc + parsed.path
+    credentials = tuple(os.environ.get(name) for name in _CREDENTIAL_ENV)
+    return _store(uri_scheme, parsed.netloc, os.environ.get(S3_ENDPOINT_ENV), credentials), parsed.netloc + parsed.path
 
 
 class _ArrowRawFile(io.RawIOBase):

@@ -134,6 +134,13 @@ def build_session(
     if existing is None:
         check_master_reachable(master)
     session = _start(builder, master, quiet=existing is None and not verbose)
+    if existing is not None:
+        # A running context read its Hadoop settings when it started, and getOrCreate passes on only SQL ones:
+        # without this, `--spark-conf spark.hadoop.*` on a reused session (in-process calls) would be ignored.
+        hadoop = session.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        for key, value in (extra_conf or {}).items():
+            if key.startswith("spark.hadoop."):
+                hadoop.set(key.removeprefix("spark.hadoop."), value)
     if existing is None and shuffle_partitions is None and "spark.sql.shuffle.partitions" not in (extra_conf or {}):
         # Spark's 200 is sized for big clusters; on a few cores the empty tasks dominate every shuffle stage
         # (measured: URL dedup 183 s with 200 partitions, 43 s with 2, on 2 cores). ~3 tasks per core.

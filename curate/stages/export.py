@@ -673,8 +673,8 @@ _SHARD_NAME = re.compile(r"part-\d{5}-of-\d{5}\.parquet")
 
 
 def _earlier_shards(out: str) -> list[str]:
-    """Files under an object-store `out` if every one is a shard a curate export wrote there (`data/part-*`);
-    raises if anything else is there."""
+    """The shards (`data/part-*`) under an object-store `out`; raises if anything there is neither a shard nor
+    the card or manifest a curate export wrote."""
     import pyarrow.fs as pafs
 
     filesystem, root = fs.arrow_filesystem(out)
@@ -685,17 +685,19 @@ def _earlier_shards(out: str) -> list[str]:
             continue
         relative = info.path[len(root.rstrip("/")) + 1 :]
         directory, _, name = relative.rpartition("/")
-        if relative != MANIFEST_FILE and not (directory == DATA_DIR and _SHARD_NAME.fullmatch(name)):
+        if relative in (MANIFEST_FILE, CARD_FILE):
+            continue
+        if not (directory == DATA_DIR and _SHARD_NAME.fullmatch(name)):
             raise CurateError(f"{out} holds {relative}, which a curate export did not write: pick another --out")
-        if relative != MANIFEST_FILE:
-            found.append(relative)
+        found.append(relative)
     return found
 
 
 def publish_to_object_store(tmp: str, out: str, manifest: dict[str, Any]) -> None:
     """Upload the finished export in `tmp` to `out` (s3://, gs://): the old manifest goes first, each shard is
     uploaded and its sha256 checked by reading it back, shards of an earlier export that this one does not
-    rewrite are removed, and `manifest.json` is written last. A failure leaves `out` without a manifest."""
+    rewrite are removed, then the dataset card, and `manifest.json` last. A failure leaves `out` without a
+    manifest."""
     import pyarrow.fs as pafs
 
     earlier = _earlier_shards(out)
@@ -729,6 +731,10 @@ def publish_to_object_store(tmp: str, out: str, manifest: dict[str, Any]) -> Non
     for relative in earlier:
         if relative not in current:
             filesystem.delete_file(f"{root}/{relative}")
+    card = fs.read_text(fs.join(tmp, CARD_FILE))
+    if card is None:
+        raise CurateError(f"export: {tmp} has no dataset card ({CARD_FILE}) to upload")
+    fs.write_text(fs.join(out, CARD_FILE), card)
     fs.write_text(fs.join(out, MANIFEST_FILE), json.dumps(manifest, indent=2) + "\n")
 
 
