@@ -12,16 +12,19 @@ file-level problem (unreadable file, truncation point), so records in = document
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.io.warc import DEFAULT_MAX_RECORD_BYTES
 from curate.manifest import Manifest
-from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, WARC_FILES
+from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, NOTE_REASON, WARC_FILES
 from curate.stage import (
     OutputCounts,
     RunContext,
@@ -139,36 +142,49 @@ def run_url_dedup(ctx: RunContext) -> Manifest:
         return done
     stage.begin()
     if ctx.runner == "local":
-        import pyarrow.dataset as ds
-
-        table = ds.dataset(fs.local_path(source), format="parquet", ignore_prefixes=[".", "_"]).to_table()
-        flagged = _flag_url_duplicates_local(table)
-        counts = write_local_output(stage, flagged.to_batches(max_chunksize=1000), flagged.schema)
+        parts = sorted(str(p) for p in Path(fs.local_path(source)).glob("part-*.parquet"))
+        drops = _url_duplicates_local(parts)
+        schema = pq.read_schema(parts[0]) if parts else DOCUMENTS
+        schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
+        counts = write_local_output(stage, _with_drops(parts, drops), schema)
     else:
         df = ctx.spark.read.parquet(fs.to_uri(source))
         counts = write_spark_output(stage, _flag_url_duplicates_spark(df))
     return stage.commit(rows_in=count_rows(ctx, source), rows_out=counts.rows_out, drops=counts.drops)
 
 
-def _flag_url_duplicates_local(table: pa.Table) -> pa.Table:
-    ordered = table.sort_by([("url", "ascending"), ("warc_date", "descending"), ("doc_id", "ascending")])
+def _url_duplicates_local(parts: list[str]) -> tuple[list[str | None], list[str | None]]:
+    """(reasons, details) for the rows of `parts`, in their order. Only the key columns are read and sorted:
+    the text stays on disk, so memory grows with the number of documents, not with their size."""
+    if not parts:
+        return [], []
+    keys = pa.concat_tables(pq.read_table(part, columns=["url", "warc_date", "doc_id"]) for part in parts)
+    keys = keys.append_column("_row", pa.array(range(keys.num_rows), pa.int64()))
+    ordered = keys.sort_by([("url", "ascending"), ("warc_date", "descending"), ("doc_id", "ascending")])
     urls = ordered.column("url").to_pylist()
     ids = ordered.column("doc_id").to_pylist()
-    reasons: list[str | None] = []
-    details: list[str | None] = []
+    reasons: list[str | None] = [None] * keys.num_rows
+    details: list[str | None] = [None] * keys.num_rows
     kept_id = None
-    for i, url in enumerate(urls):
-        if i > 0 and url == urls[i - 1]:
-            reasons.append("duplicate_url")
-            details.append(f"kept {kept_id}")
+    for i, row in enumerate(ordered.column("_row").to_pylist()):
+        if i > 0 and urls[i] == urls[i - 1]:
+            reasons[row] = "duplicate_url"
+            details[row] = f"kept {kept_id}"
         else:
             kept_id = ids[i]
-            reasons.append(None)
-            details.append(None)
-    ordered = ordered.append_column(DROP_REASON, pa.array(reasons, pa.string()))
-    ordered = ordered.append_column(DROP_DETAIL, pa.array(details, pa.string()))
-    # Back to lineage order so the dataset reads in the order of the WARC files.
-    return ordered.sort_by([("warc_path", "ascending"), ("warc_record_offset", "ascending"), ("doc_id", "ascending")])
+    return reasons, details
+
+
+def _with_drops(parts: list[str], drops: tuple[list[str | None], list[str | None]]) -> Iterator[pa.RecordBatch]:
+    """The rows of `parts` streamed in their order (01_extract's, the order of the WARC files) with their drops."""
+    reasons, details = drops
+    done = 0
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=1000):
+            end = done + batch.num_rows
+            batch = batch.append_column(DROP_REASON, pa.array(reasons[done:end], pa.string()))
+            yield batch.append_column(DROP_DETAIL, pa.array(details[done:end], pa.string()))
+            done = end
 
 
 def _flag_url_duplicates_spark(df: Any) -> Any:
