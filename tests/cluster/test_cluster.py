@@ -3,9 +3,14 @@
 One run of the whole pipeline (demo recipe, the shared real WARCs), with faults injected by PID, is observed
 by every test: an executor JVM is SIGKILLed while the extract stage runs (Spark must retry its task, and the
 counts, taken from written data, must not change), then the driver is SIGKILLed once 03_near_dedup has
-committed (the same command, run again, must skip the three finished stages and redo only the rest). The
-result must equal a Spark local-mode run of the same command: every stage's rows by key, kept, rejected and
-side datasets, every manifest's counts and fingerprint, and the exported corpus.
+committed (the same command, run again, must skip the three finished stages and redo only the rest).
+
+The cluster run reads its WARCs from `s3://` on a moto server on 127.0.0.1 (tests/support/s3_server.py), as
+a cluster over a crawl in S3 does: the executors stream them through pyarrow with the keys the command
+passes them, and it exports to `s3://`. The result must equal a Spark local-mode run of the same command on
+the local paths: every stage's rows, kept, rejected and side datasets, every manifest's counts, and the
+exported shards and manifest. Paths name the files as each run was given them, so they are compared by
+their last two parts, and fingerprints (which hash the inputs' paths) are not compared.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 from support.cluster import (
@@ -36,9 +42,11 @@ from support.cluster import (
     process_group,
     standalone_cluster,
 )
+from support.s3_server import S3Server, s3_server
 
 from curate.io.fs import expand_inputs
 from curate.manifest import MANIFEST_NAME
+from curate.stages.dataset_card import CARD_FILE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(2400)]
 
@@ -52,6 +60,10 @@ WAIT = 1200.0  # a busy 2-core machine runs these jobs several times slower than
 # which changes from one JVM to the next, so equal rows give equal sizes but not equal bytes.
 # (`doc_ids_sha256`, over the exported ids, is compared.)
 VOLATILE = {"created", "wall_seconds", "runner", "inputs", "run_dir", "written_mb_per_s", "code_version", "sha256"}
+# Fingerprints hash the inputs' paths (local paths in the reference, s3:// keys on the cluster).
+VOLATILE |= {"fingerprint", "input_fingerprints"}
+BUCKET, EXPORTS = "warcs", "exports"
+S3_EXPORT = f"s3://{EXPORTS}/corpus"
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +73,12 @@ def shared_warcs(shared_data: Path) -> list[str]:
     return paths
 
 
-def _run_command(inputs: list[str], out: Path, master: str, *conf: str) -> list[str]:
+def _run_command(inputs: list[str], out: Path, master: str, *conf: str, export: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "curate.cli.main", "run", "--config", str(RECIPE)]
     command += [arg for path in inputs for arg in ("--input", path)]
     command += ["--out", str(out), "--master", master]
+    if export is not None:
+        command += ["--set", f"export.out={export}"]
     # Spark's 200 shuffle partitions would be 200 tasks of nothing per shuffle on 2 cores (183 s vs 43 s).
     settings = ["spark.sql.shuffle.partitions=4", "spark.driver.memory=1g", *conf]
     return command + [arg for item in settings for arg in ("--spark-conf", item)]
@@ -156,9 +170,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
     assert not running.stray_pids(), "an executor or Python worker survived stop()"
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, shared_warcs: list[str]) -> Iterator[S3Server]:
+    """The shared WARCs as `s3://warcs/crawl/<directory>/<file>`, and an empty bucket for the export."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as running:
+        running.create_bucket(BUCKET)
+        running.create_bucket(EXPORTS)
+        for path in map(Path, shared_warcs):
+            running.upload(path, BUCKET, f"crawl/{path.parent.name}/{path.name}")
+        yield running
+
+
 @dataclass
 class FaultedRun:
     run_dir: Path
+    export_copy: Path  # the export's objects, downloaded
     first_app: str
     victim: int
     victim_alive_after: bool
@@ -201,27 +227,30 @@ def _stage_names(run_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def faulted_run(
-    cluster: StandaloneCluster, shared_warcs: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> FaultedRun:
-    """`curate run` on the cluster; SIGKILL an executor during the extract stage, then the driver once
-    03_near_dedup has committed; then run the same command again to the end."""
+def faulted_run(cluster: StandaloneCluster, server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> FaultedRun:
+    """`curate run` on the cluster from and to S3; SIGKILL an executor during the extract stage, then the
+    driver once 03_near_dedup has committed; then run the same command again to the end."""
     root = tmp_path_factory.mktemp("faulted")
     run_dir, events = root / "run", root / "events"
     events.mkdir()
+    env = server.env(cluster.env)
     command = _run_command(
-        shared_warcs,
+        [f"s3://{BUCKET}/crawl/*/*.warc.gz"],
         run_dir,
         cluster.master_url,
         *[f"{key}={value}" for key, value in cluster.spark_conf.items()],
+        # No instance role here: the executors get the keys as a cluster without one would give them. (The
+        # endpoint and region are passed on by curate itself.)
+        *[f"spark.executorEnv.{name}={env[name]}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")],
         "spark.eventLog.enabled=true",
         f"spark.eventLog.dir={events.as_uri()}",
         "spark.eventLog.compress=false",
+        export=S3_EXPORT,
     )
     started = time.monotonic()
     log = root / "driver-1.log"
     before = set(cluster.app_ids())
-    driver = _start(command, cluster.env, log)
+    driver = _start(command, env, log)
     app_id = _wait_for("the application's executors", lambda: _new_app(cluster, before), driver, log)
     victim = _wait_for("an executor to run a step", lambda: _executor_running_python(cluster, app_id), driver, log)
     extract_existed = (run_dir / EXTRACT).exists()
@@ -239,9 +268,14 @@ def faulted_run(
     group_left = process_group(driver.pid)
 
     log = root / "driver-2.log"
-    _finish(_start(command, cluster.env, log), log)
+    _finish(_start(command, env, log), log)
+    export_copy = root / "export"
+    for key in server.keys(EXPORTS, "corpus/"):
+        (export_copy / key.removeprefix("corpus/")).parent.mkdir(parents=True, exist_ok=True)
+        server.client().download_file(EXPORTS, key, str(export_copy / key.removeprefix("corpus/")))
     run = FaultedRun(
         run_dir=run_dir,
+        export_copy=export_copy,
         first_app=app_id,
         victim=victim,
         victim_alive_after=alive(victim),
@@ -268,19 +302,28 @@ def faulted_run(
 # --- comparing two runs ---------------------------------------------------------------------------------
 
 
-def _without_volatile(value: Any) -> Any:
+def _file_name(path: str) -> str:
+    """`<directory>/<file>` of a WARC path: the same for a local path and for its copy on S3."""
+    return "/".join(path.split("/")[-2:]) if path.endswith(".warc.gz") else path
+
+
+def _comparable(value: Any) -> Any:
+    """A manifest without what differs by nature between two runs, its WARC paths as `<directory>/<file>`."""
     if isinstance(value, dict):
         return {
-            k: _without_volatile(v)
+            _file_name(k): _comparable(v)
             for k, v in value.items()
             if k not in VOLATILE and k != "seconds" and not k.endswith("_seconds")
         }
     if isinstance(value, list):
-        return [_without_volatile(v) for v in value]
-    return value
+        return [_comparable(v) for v in value]
+    return _file_name(value) if isinstance(value, str) else value
 
 
 def _sorted_rows(table: pa.Table) -> list[dict[str, Any]]:
+    if "warc_path" in table.column_names:
+        names = pc.replace_substring_regex(table.column("warc_path"), r"^.*/([^/]+/[^/]+)$", r"\1")
+        table = table.set_column(table.schema.get_field_index("warc_path"), "warc_path", names)
     # Every primitive column takes part in the order, so the order is total whatever the dataset's key is.
     keys = [f.name for f in table.schema if not pa.types.is_nested(f.type) and not pa.types.is_binary(f.type)]
     return table.sort_by([(key, "ascending") for key in keys]).to_pylist()
@@ -298,7 +341,9 @@ def _read(parts: list[Path]) -> pa.Table:
     return ds.dataset([str(p) for p in sorted(parts)], format="parquet").to_table()
 
 
-def test_every_stage_of_the_cluster_run_equals_the_local_mode_run(faulted_run: FaultedRun, reference: Path) -> None:
+def test_every_stage_of_the_cluster_run_on_s3_equals_the_local_mode_run_on_local_paths(
+    faulted_run: FaultedRun, reference: Path
+) -> None:
     run_dir = faulted_run.run_dir
     stages = _stage_names(reference)
     assert _stage_names(run_dir) == stages and len(stages) >= 8, stages
@@ -307,16 +352,25 @@ def test_every_stage_of_the_cluster_run_equals_the_local_mode_run(faulted_run: F
         want = json.loads((reference / stage / MANIFEST_NAME).read_text())
         assert got["balanced"], stage
         assert got["runner"].startswith("spark:spark://127.0.0.1:"), stage
-        assert [i["fingerprint"] for i in got["inputs"]] == [i["fingerprint"] for i in want["inputs"]], stage
-        assert _without_volatile(got) == _without_volatile(want), f"{stage}: manifests differ"
+        assert _comparable(got) == _comparable(want), f"{stage}: manifests differ"
+    per_file = json.loads((run_dir / EXTRACT / MANIFEST_NAME).read_text())["extra"]["per_file"]
+    assert len(per_file) == 6 and all(path.startswith(f"s3://{BUCKET}/crawl/") for path in per_file)
+
     datasets = _datasets(reference)
-    assert _datasets(run_dir).keys() == datasets.keys()
-    assert any(name.startswith("export") for name in datasets) and f"{EXTRACT}/_rejected" in datasets
+    exported = {name: parts for name, parts in datasets.items() if name.startswith("export")}
+    assert list(exported) == ["export/data"] and f"{EXTRACT}/_rejected" in datasets
+    assert _datasets(run_dir).keys() == datasets.keys() - exported.keys(), "the export went to S3, not the run"
     for name, parts in datasets.items():
-        assert _sorted_rows(_read(_datasets(run_dir)[name])) == _sorted_rows(_read(parts)), f"{name} differs"
-    for document in ("export/manifest.json", "run.json"):
-        got, want = (json.loads((root / document).read_text()) for root in (run_dir, reference))
-        assert _without_volatile(got) == _without_volatile(want), f"{document} differs"
+        where = faulted_run.export_copy if name in exported else run_dir
+        got_rows = _sorted_rows(_read(_datasets(where)[name.removeprefix("export/")]))
+        assert got_rows == _sorted_rows(_read(parts)), f"{name} differs"
+    manifests = {"export/manifest.json": faulted_run.export_copy / "manifest.json", "run.json": run_dir / "run.json"}
+    for document, path in manifests.items():
+        got, want = json.loads(path.read_text()), json.loads((reference / document).read_text())
+        got.get("config", {}).get("export", {}).pop("out", None)  # where it went: the one setting that differs
+        want.get("config", {}).get("export", {}).pop("out", None)
+        assert _comparable(got) == _comparable(want), f"{document} differs"
+    assert sorted(p.name for p in faulted_run.export_copy.iterdir()) == sorted([CARD_FILE, "data", "manifest.json"])
 
 
 def test_an_executor_killed_mid_stage_is_replaced_and_its_task_retried(
