@@ -245,8 +245,6 @@ def main() -> None:
         print(peer_floor.line(), flush=True)
         curate_cmd = run_curate_command(small, work)
         print(curate_cmd.line(), flush=True)
-        # datatrove's WarcReader takes every response record's content stream without parsing HTTP headers, so
-        # it also reads the pages whose non-http test URL (`hard::...`) makes curate's reader drop them.
         datatrove = run_datatrove(small, work, peer_floor.records)
         print(datatrove.line(), flush=True)
         owm = run_owm(small)

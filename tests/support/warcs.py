@@ -51,8 +51,9 @@ def real_pages(shared_data: Path) -> list[Page]:
 
     URL sources: llm-webkit-bench `groundtruth/<name>.jsonl` (`url`), article-extraction-benchmark
     `ground-truth.json` (`url` per page hash), trafilatura-tests `evaldata.json` (URL -> `file`). Pages
-    without a known URL (llm-webkit-ccmath, a few trafilatura cache files) get `FAKE_URL_PREFIX` + their
-    path. Sorted by source path, so the order is stable.
+    without a known http(s) URL (llm-webkit-ccmath, a few trafilatura cache files, the llm-webkit-bench
+    trafilatura-tests pages that evaldata.json labels `hard::<file>`) get `FAKE_URL_PREFIX` + their path. Sorted by
+    source path, so the order is stable.
     """
     root = shared_data / "html"
     pages: list[Page] = []
@@ -63,7 +64,7 @@ def real_pages(shared_data: Path) -> list[Page]:
         url = None
         if truth.exists():
             url = json.loads(truth.read_text(encoding="utf-8").splitlines()[0]).get("url")
-        pages.append(Page(url or _fake_url(origin, root), origin.read_bytes(), origin))
+        pages.append(Page(_web_url(url) or _fake_url(origin, root), origin.read_bytes(), origin))
 
     for path in sorted((root / "llm-webkit-ccmath").glob("*.html")):
         pages.append(Page(_fake_url(path, root), path.read_bytes(), path))
@@ -73,15 +74,21 @@ def real_pages(shared_data: Path) -> list[Page]:
     for path in sorted((articles / "html").glob("*.html.gz")):
         key = path.name.removesuffix(".html.gz")
         url = truth_by_key.get(key, {}).get("url")
-        pages.append(Page(url or _fake_url(path, root), gzip.decompress(path.read_bytes()), path))
+        pages.append(Page(_web_url(url) or _fake_url(path, root), gzip.decompress(path.read_bytes()), path))
 
     trafilatura = root / "trafilatura-tests"
     evaldata = json.loads((trafilatura / "evaldata.json").read_text(encoding="utf-8"))
     url_by_file = {entry["file"]: url for url, entry in evaldata.items()}
     for folder in ("cache", "eval"):
         for path in sorted((trafilatura / folder).glob("*.html")):
-            pages.append(Page(url_by_file.get(path.name) or _fake_url(path, root), path.read_bytes(), path))
+            pages.append(Page(_web_url(url_by_file.get(path.name)) or _fake_url(path, root), path.read_bytes(), path))
     return pages
+
+
+def _web_url(url: str | None) -> str | None:
+    # trafilatura's evaldata.json labels some pages (`hard::blog.python.org.html`) instead of giving a URL;
+    # warcio parses HTTP headers only under an http(s) target URI, so such a capture read as `not_response`.
+    return url if url and url.startswith(("http://", "https://")) else None
 
 
 def _fake_url(path: Path, root: Path) -> str:
