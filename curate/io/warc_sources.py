@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from curate.io import fs
-from curate.schema import WARC_FILES, spark_schema
+from curate.schema import WARC_FILES
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,9 +51,14 @@ def warc_files_frame(
     if through_hadoop is None:
         through_hadoop = reads_through_hadoop(paths)
     if not through_hadoop:
-        # One partition per file: a WARC file is the unit of parallelism and of failure.
-        rdd = spark.sparkContext.parallelize([(path,) for path in paths], max(1, len(paths)))
-        return spark.createDataFrame(rdd, spark_schema(WARC_FILES)), WARC_FILES
+        from pyspark.sql import functions as F
+
+        # One partition per file: a WARC file is the unit of parallelism and of failure. Built in the JVM (a
+        # range indexing a literal array) rather than from a Python RDD, whose rows would cost every task a
+        # second Python worker just to pickle one path.
+        listed = F.array(*[F.lit(path) for path in paths])
+        frame = spark.range(0, len(paths), 1, max(1, len(paths)))
+        return frame.select(F.element_at(listed, F.col("id").cast("int") + 1).alias("warc_path")), WARC_FILES
 
     from pyspark.sql import functions as F
 
