@@ -29,11 +29,24 @@ from resiliparse.parse.html import HTMLTree, NodeType
 from curate.extraction.asciimath import asciimath_to_latex
 from curate.extraction.mathml import mathml_to_latex
 
-__all__ = ["MATH_SPAN_RE", "Extracted", "extract_main_text", "iter_math_spans"]
+__all__ = ["MATH_SPAN_RE", "MAX_ELEMENT_DEPTH", "Extracted", "TooDeep", "extract_main_text", "iter_math_spans"]
 
 # A resiliparse element. Its stubs type `.parent`, `.prev` and friends as the base `Node`, while this module
 # only ever follows them to elements (checked through `.type` where it matters).
 DOMNode = Any
+
+
+# Resiliparse's main-content pass is quadratic in element depth (100,000 nested <div> took ~123 s), and so is
+# finding the outermost of nested MathJax containers (20,000 took ~131 s); no page of the shared data is even
+# 64 elements deep. A page needs that many tags to be that deep, so the C-side selector query that measures
+# depth runs only on pages with as many `<` (about 1 page in 40, ~0.09 ms per page on average).
+MAX_ELEMENT_DEPTH = 5000
+_DEEPER_THAN_LIMIT = " > ".join(["*"] * MAX_ELEMENT_DEPTH)
+
+
+class TooDeep(ValueError):
+    """A page whose elements nest deeper than `MAX_ELEMENT_DEPTH`: no real page does, and extraction would take
+    minutes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +152,8 @@ def extract_main_text(html: str, *, main_content: bool = True, comments: bool = 
     answers and forum posts are not classified as comments). `main_content=False` keeps all visible text.
     """
     tree = HTMLTree.parse(html)
+    if html.count("<") >= MAX_ELEMENT_DEPTH and _deeper_than_limit(tree):
+        raise TooDeep(f"elements nest deeper than {MAX_ELEMENT_DEPTH} levels")
     rewritten, asciimath_page = _rewrite_math(tree)
     text = extract_plain_text(
         tree,
@@ -169,6 +184,10 @@ def extract_main_text(html: str, *, main_content: bool = True, comments: bool = 
     # Spans alone are weak evidence (`$5 and $10`, PHP's `$_GET`): without rewritten markup, ask for TeX.
     has_math = rewritten > 0 or tex_words > 0
     return Extracted(text=text, has_math_markup=has_math, n_formulas=n_formulas, title=title or None)
+
+
+def _deeper_than_limit(tree: HTMLTree) -> bool:
+    return tree.document is not None and tree.document.query_selector(_DEEPER_THAN_LIMIT) is not None
 
 
 def _looks_like_formula(span: str) -> bool:

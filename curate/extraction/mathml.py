@@ -217,10 +217,20 @@ def parse_mathml(markup: str) -> MathNode | None:
     root = MathNode("#root", {})
     stack = [root]
     nodes = skipped = 0  # `skipped`: start tags beyond the limits whose end tags are still to come
+    cut: MathNode | None = None  # the token that holds the text of markup cut at the limits
     for match in _MARKUP_TOKEN.finditer(markup):
         text = match.group("text")
         if text is not None:
-            stack[-1].parts.append(_unescape(text))
+            if skipped and text.strip():
+                # Text inside cut markup would land in a row, where text is only whitespace between elements:
+                # keep it as one token of the deepest kept element, so the formula keeps its symbols.
+                parts = stack[-1].parts
+                if cut is None or not parts or parts[-1] is not cut:
+                    cut = MathNode("mn", {})  # written out as it is
+                    parts.append(cut)
+                cut.parts.append(_unescape(text))
+            else:
+                stack[-1].parts.append(_unescape(text))
             continue
         raw_tag = match.group("tag")
         if raw_tag is None:

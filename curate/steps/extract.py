@@ -43,7 +43,7 @@ def extract_record(
 ) -> Outcome:
     """One record's extraction; the same function runs in-process and in the guarded child."""
     from curate.extraction.decode import DecodeFailed, NotHtml, decode_html, sniff_html
-    from curate.extraction.math_html import extract_main_text
+    from curate.extraction.math_html import TooDeep, extract_main_text
 
     charset = None
     try:
@@ -54,6 +54,8 @@ def extract_record(
         return None, charset, None, "non_html", str(exc)
     except DecodeFailed as exc:
         return None, charset, None, "decode_error", str(exc)
+    except TooDeep as exc:
+        return None, charset, None, "too_deep", str(exc)
     except MemoryError:
         raise  # the process's failure, not the page's: under the guard it becomes `extract_crash`
     except Exception as exc:  # one page's failure is that page's drop, never the job's end
@@ -65,7 +67,7 @@ def extract_record(
 
 
 class ExtractStep(Step):
-    name = "extract_math_html_v2"
+    name = "extract_math_html_v3"  # v3: `too_deep` drops
     error_reason = "extract_error"
 
     def __init__(

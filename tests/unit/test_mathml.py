@@ -168,3 +168,9 @@ def test_real_wikipedia_annotations(shared_data: Path) -> None:
     first = tree.body.query_selector("math")
     assert first is not None
     assert mathml_to_latex(first, prefer_source=False) == r"\sigma^2"
+
+
+def test_markup_cut_at_the_depth_limit_keeps_its_symbols() -> None:
+    deep = "<math>" + "<mrow>" * 80 + "<mi>a</mi><mo>+</mo><mn>2</mn>" + "</mrow>" * 80 + "</math>"
+    assert mathml_to_latex(deep) == "a+2"
+    assert mathml_to_latex("<math>" + "<mrow>" * 5000 + "<mi>x</mi>" + "</mrow>" * 5000 + "</math>") == "x"
