@@ -4,8 +4,9 @@ Builds a WARC of about `--gb` GB by repeating the gzip members (records) of a sh
 local moto S3 server (tests/support/s3_server.py), runs `curate ingest --local-runner --input s3://...` in
 one process (the same reader an executor runs: curate.io.fs.open_input, 8 MiB reads), and samples the RSS of
 that process and all its children every 0.1 s. Prints the file size, wall time, documents, and peak RSS while
-01_extract streams the file and over the whole command (02_url_dedup under the local runner sorts the
-extracted documents in memory, so that figure grows with the number of documents, not with the reader).
+01_extract streams the file and over the whole command (02_url_dedup under the local runner holds the URL,
+date and id of every document, so that figure grows a little with the number of documents, not with the
+reader).
 
     .venv/bin/python benchmarks/s3_memory.py            # ~1 GB
     .venv/bin/python benchmarks/s3_memory.py --gb 0.1   # quick check
@@ -43,7 +44,7 @@ def build_warc(path: Path, target_bytes: int) -> int:
 
 def sample_rss(process: subprocess.Popen[bytes], extract_done: Path, samples: list[tuple[bool, int]]) -> None:
     """(01_extract committed yet?, RSS of the process tree) every 0.1 s: the streaming read is the first stage;
-    the second (URL dedup, a shuffle) holds the extracted documents, under the local runner all in memory."""
+    the second (URL dedup) sorts the keys of every extracted document."""
     while process.poll() is None:
         samples.append((extract_done.exists(), sum(rss_bytes(pid) for pid in descendants(process.pid))))
         time.sleep(0.1)
