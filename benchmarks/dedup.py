@@ -126,8 +126,9 @@ def run_curate(
 
     from curate.manifest import read_manifest
     from curate.runners.spark import build_session
-    from curate.stage import RunContext, read_stage_table
-    from curate.stages.dedup import DUPLICATES_DIR, NEAR_DEDUP_STAGE, DedupConfig, run_dedup_stage
+    from curate.stage import Inputs, RunContext, read_stage_table
+    from curate.stages.dedup import DedupConfig, run_near_dedup
+    from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP
 
     start = time.perf_counter()
     spark = build_session("local[2]", app_name="bench-dedup", driver_memory="4g", shuffle_partitions=8)
@@ -139,9 +140,9 @@ def run_curate(
         ctx = RunContext(str(workdir / f"curate-{run}"), master="local[2]").use_session(spark)
         source = commit_table_as_stage(ctx, "02_url_dedup", _documents_table(corpus), config={"bench": True})
         start = time.perf_counter()
-        run_dedup_stage(ctx, source, config=DedupConfig(verify=verify))
+        run_near_dedup(ctx, Inputs(NEAR_DEDUP.name(), stages=(source,)), DedupConfig(verify=verify))
         times.append(time.perf_counter() - start)
-        stage_dir = ctx.stage_dir(NEAR_DEDUP_STAGE)
+        stage_dir = ctx.stage_dir(NEAR_DEDUP.name())
         phases = (read_manifest(stage_dir).extra or {}).get("seconds", {})  # type: ignore[union-attr]
         print(f"  curate run {run + 1}: {times[-1]:.1f} s  ({', '.join(f'{k} {v:.1f}' for k, v in phases.items())})")
         rows = read_stage_table(f"{stage_dir}/{DUPLICATES_DIR}").to_pylist()
@@ -342,10 +343,10 @@ def main() -> None:
 
 def _removed_count(workdir: Path) -> int:
     from curate.stage import read_stage_table
-    from curate.stages.dedup import DUPLICATES_DIR, NEAR_DEDUP_STAGE
+    from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP
 
     runs = sorted(workdir.glob("curate-*"))
-    return read_stage_table(f"{runs[-1]}/{NEAR_DEDUP_STAGE}/{DUPLICATES_DIR}").num_rows
+    return read_stage_table(f"{runs[-1]}/{NEAR_DEDUP.name()}/{DUPLICATES_DIR}").num_rows
 
 
 if __name__ == "__main__":

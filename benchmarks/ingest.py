@@ -99,14 +99,14 @@ def html_records(manifest: Manifest) -> int:
 
 
 def run_curate(paths: list[Path], runner: str, work: Path) -> Cost:
-    from curate.stage import RunContext
-    from curate.stages.ingest import run_extract
+    from curate.stage import Inputs, RunContext
+    from curate.stages.ingest import IngestConfig, run_extract
 
     ctx = RunContext(str(work / f"curate-{runner}"), runner=runner, master="local[2]")
     if runner == "spark":
         ctx.spark.range(1).count()  # JVM start is not ingest time
     cpu, start = tree_cpu_seconds(), time.perf_counter()
-    manifest = run_extract(ctx, [str(p) for p in paths])
+    manifest = run_extract(ctx, Inputs("01_extract", files=tuple(str(p) for p in paths)), IngestConfig())
     elapsed, cpu = time.perf_counter() - start, tree_cpu_seconds() - cpu
     html = html_records(manifest)
     if runner == "spark":

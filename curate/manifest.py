@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from curate import __version__
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 
@@ -74,25 +76,29 @@ class Manifest:
 
 
 def read_manifest(stage_dir: str | os.PathLike[str]) -> Manifest | None:
-    path = Path(stage_dir) / MANIFEST_NAME
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
+    """The manifest of a finished stage (local or remote), or None when the stage has not finished.
+
+    The one reader: the stage runner's skip check, the run layout, the report and export all call it.
+    """
+    from curate.io import fs
+
+    path = fs.join(os.fspath(stage_dir), MANIFEST_NAME)
+    text = fs.read_text(path)
+    if text is None:
         return None
-    except (json.JSONDecodeError, TypeError) as exc:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
         # A half-written manifest cannot happen (it is written before the atomic rename), so this is a
         # hand-edited or foreign file: treat the stage as unfinished rather than trusting it.
-        import logging
-
-        logging.getLogger(__name__).warning("ignoring unreadable manifest %s: %s", path, exc)
+        log.warning("ignoring unreadable manifest %s: %s", path, exc)
         return None
-    if payload.get("status") != "complete":
+    if not isinstance(payload, dict) or payload.get("status") != "complete":
         return None
     return Manifest.from_dict(payload)
 
 
 def write_manifest(stage_dir: str | os.PathLike[str], manifest: Manifest) -> None:
-    path = Path(stage_dir) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, path)
+    from curate.io import fs
+
+    fs.write_text(fs.join(os.fspath(stage_dir), MANIFEST_NAME), manifest.to_json())

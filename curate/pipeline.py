@@ -1,14 +1,8 @@
 """`curate run`: the DeepSeekMath collection pipeline, stage by stage, resumable.
 
-    01_extract, 02_url_dedup          ingest (curate.stages.ingest)
-    03_near_dedup                     MinHash LSH (curate.stages.dedup)
-    iter-NN/01_train                  fastText on seed (+ earlier expansions) vs random pages
-    iter-NN/02_math_score             every page scored (re-ranked each iteration)
-    iter-NN/03_math_select            threshold and/or token budget
-    iter-NN/04_domains                per-domain collected fraction, flagged domains, prefix suggestions
-    iter-NN/05_seed                   uncollected pages under annotated math patterns -> next seed
-    90_decontaminate                  benchmark n-gram removal with an audit trail
-    export/                           Parquet shards + manifest.json
+The stages, their names in the run directory and their order are curate.stages.registry.STAGES: ingest
+(extract, URL dedup), near-dedup, then per iteration train, score, select, domains and seed expansion,
+then decontamination; export writes the Parquet shards last.
 
 Every stage is skipped when its manifest fingerprint matches, so an interrupted run is resumed by running
 the same command again. The loop stops after `loop.iterations`, or early when at least
@@ -24,46 +18,24 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curate.classify.fit import PAPER_PRESET
 from curate.config import section, unknown_keys
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import Manifest
-from curate.stage import RunContext, Stage, files_fingerprint
-from curate.stages.ingest import URL_DEDUP_STAGE, IngestConfig, run_ingest
+from curate.run_layout import RUN_JSON
+from curate.stage import Inputs, RunContext
+from curate.stages import registry
+from curate.stages.decontam import DecontamConfig
+from curate.stages.ingest import IngestConfig
+from curate.stages.train import TrainConfig
 
 if TYPE_CHECKING:
     from curate.stages.dedup import DedupConfig
     from curate.stages.domains import DomainConfig
 
 log = logging.getLogger(__name__)
-
-NEAR_DEDUP = "03_near_dedup"
-DECONTAMINATE = "90_decontaminate"
-TRAIN_STEP = "fasttext_train_v1"
-RUN_FILE = "run.json"
-
-
-@dataclass
-class TrainConfig:
-    seed: list[str] = field(default_factory=list)  # seed corpus files/dirs (JSONL, Parquet, CNXML)
-    seed_text_field: str | None = None
-    # The paper's settings are owned by the trainer's preset; a recipe overrides them per key.
-    dim: int = PAPER_PRESET.dim
-    lr: float = PAPER_PRESET.lr
-    word_ngrams: int = PAPER_PRESET.word_ngrams
-    min_count: int = PAPER_PRESET.min_count
-    epoch: int = PAPER_PRESET.epoch
-    bucket: int = PAPER_PRESET.bucket
-    quantize: bool = False
-    max_per_class: int | None = None
-    random_seed: int = 0
-    valid_fraction: float = 0.1
-    fit: str = "auto"  # auto: an underfit model is replaced by the best epochs/lr on validation; paper: as given
-    target_precision: float = 0.95  # the threshold select uses when it has neither min_score nor a budget
 
 
 @dataclass
@@ -86,23 +58,6 @@ class LoopConfig:
             raise ConfigError(f"loop.iterations must be an integer >= 1, got {self.iterations!r}")
         if not _is_number(self.stop_overlap) or not 0.0 < self.stop_overlap <= 1.0:
             raise ConfigError(f"loop.stop_overlap must be a number in (0, 1], got {self.stop_overlap!r}")
-
-
-@dataclass
-class DecontamSection:
-    enabled: bool = True
-    benchmarks: str | None = None  # YAML registry of benchmarks; default: the shared ones
-    data_root: str | None = None  # where the registry's relative paths point
-    n: int = 10
-    mode: str = "drop"
-
-    def __post_init__(self) -> None:
-        from curate.decontam.step import MODES
-
-        if self.mode not in MODES:
-            raise ConfigError(f"decontaminate.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not _is_int(self.n) or self.n < 1:
-            raise ConfigError(f"decontaminate.n must be an integer >= 1, got {self.n!r}")
 
 
 @dataclass
@@ -130,7 +85,7 @@ class PipelineConfig:
     train: TrainConfig
     select: SelectSection
     loop: LoopConfig
-    decontaminate: DecontamSection
+    decontaminate: DecontamConfig
     export: ExportSection
     dedup: DedupConfig
     domains: DomainConfig
@@ -150,7 +105,7 @@ class PipelineConfig:
             train=section(raw, "train", TrainConfig, origin),
             select=section(raw, "select", SelectSection, origin),
             loop=section(raw, "loop", LoopConfig, origin),
-            decontaminate=section(raw, "decontaminate", DecontamSection, origin),
+            decontaminate=section(raw, "decontaminate", DecontamConfig, origin),
             export=section(raw, "export", ExportSection, origin),
             dedup=dedup_config(_mapping(raw, "dedup", origin), origin),
             domains=section(raw, "domains", DomainConfig, origin),
@@ -179,81 +134,11 @@ class RunResult:
     export_dir: str | None = None
 
 
-def _iteration_dir(k: int) -> str:
-    return f"iter-{k:02d}"
-
-
 def _mapping(raw: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
     values = raw.get(name) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{origin}: section {name!r} must be a mapping")
     return values
-
-
-def _parquet_parts(stage_dir: str) -> list[str]:
-    """The kept-row files of a finished stage (never `_rejected/` or other `_` side datasets)."""
-    root = Path(fs.local_path(stage_dir))
-    return sorted(str(p) for p in root.glob("*.parquet"))
-
-
-def run_train(
-    ctx: RunContext, name: str, config: TrainConfig, negatives_stage: str, seed_stages: list[str]
-) -> Manifest:
-    from curate.classify.train import train_classifier
-
-    if not config.seed:
-        raise ConfigError("train.seed: give at least one seed corpus path (math text, JSONL/Parquet/CNXML)")
-    stage = Stage(
-        ctx,
-        name,
-        config=asdict(config),
-        steps=[TRAIN_STEP],
-        inputs=[negatives_stage, *seed_stages],
-        input_fingerprints=[files_fingerprint(sorted(config.seed))],
-        code=[train_classifier],
-    )
-    done = stage.finished()
-    if done is not None:
-        return done
-    stage.begin()
-    fs.make_dirs(stage.tmp_path)
-    # Each seed stage is one source (not one per part file), so the out-of-source check can hold it out whole.
-    positives = [*config.seed, *[fs.local_path(s) for s in seed_stages]]
-    result = train_classifier(
-        positives,
-        _parquet_parts(negatives_stage),
-        fs.local_path(stage.tmp_path),
-        dim=config.dim,
-        lr=config.lr,
-        word_ngrams=config.word_ngrams,
-        min_count=config.min_count,
-        epoch=config.epoch,
-        bucket=config.bucket,
-        seed=config.random_seed,
-        valid_fraction=config.valid_fraction,
-        quantize=config.quantize,
-        max_per_class=config.max_per_class,
-        positive_text_field=config.seed_text_field,
-        fit=config.fit,
-        target_precision=config.target_precision,
-    )
-    model_file = (result.quantized_path or result.model_path).name
-    model_id = result.quantized_id or result.model_id
-    examples = sum(result.counts.values()) if result.counts else 0
-    return stage.commit(
-        rows_in=examples,
-        rows_out=examples,
-        drops={},
-        extra={
-            "model_id": model_id,
-            "model_file": model_file,
-            "metrics": result.quantized_metrics or result.metrics,
-            "counts": result.counts,
-            "threshold": result.quantized_threshold or result.threshold,
-            "fit": result.fit,
-            "out_of_source": result.out_of_source,
-        },
-    )
 
 
 def _select_config(select: SelectSection, train: Manifest) -> Any:
@@ -309,10 +194,7 @@ def _run_locked(
     config: PipelineConfig,
     on_stage: Callable[[Manifest], None] | None,
 ) -> RunResult:
-    from curate.stages.classify import run_score_stage, run_select_stage
-    from curate.stages.dedup import run_dedup_stage
-    from curate.stages.domains import run_domains
-    from curate.stages.seed import run_seed_expansion
+    from curate.stages.classify import ScoreConfig
 
     manifests: list[Manifest] = []
 
@@ -322,38 +204,46 @@ def _run_locked(
             on_stage(manifest)
         return manifest
 
-    for manifest in run_ingest(ctx, warc_paths, config.ingest):
-        record(manifest)
-    record(run_dedup_stage(ctx, ctx.stage_dir(URL_DEDUP_STAGE), config=config.dedup, name=NEAR_DEDUP))
-    corpus = ctx.stage_dir(NEAR_DEDUP)
-    domain_config = config.domains
+    def stage_dir(manifest: Manifest) -> str:
+        return ctx.stage_dir(manifest.stage)
+
+    extract = record(registry.EXTRACT.run(ctx, Inputs(registry.EXTRACT.name(), files=tuple(warc_paths)), config.ingest))
+    url_dedup = record(
+        registry.URL_DEDUP.run(ctx, Inputs(registry.URL_DEDUP.name(), stages=(stage_dir(extract),)), None)
+    )
+    near_dedup = record(
+        registry.NEAR_DEDUP.run(ctx, Inputs(registry.NEAR_DEDUP.name(), stages=(stage_dir(url_dedup),)), config.dedup)
+    )
+    corpus = stage_dir(near_dedup)
     iterations: list[IterationResult] = []
     seed_stages: list[str] = []
     previous_selection: str | None = None
     selected_name: str | None = None
     status, message = "complete", ""
     for k in range(1, config.loop.iterations + 1):
-        it = _iteration_dir(k)
-        train = record(run_train(ctx, f"{it}/01_train", config.train, corpus, seed_stages))
-        model_path = fs.join(ctx.stage_dir(f"{it}/01_train"), train.extra["model_file"])
-        score = record(run_score_stage(ctx, model_path, corpus, name=f"{it}/02_math_score"))
-        iteration_select = _select_config(config.select, train)
-        selected = record(
-            run_select_stage(ctx, iteration_select, ctx.stage_dir(score.stage), name=f"{it}/03_math_select")
+        train = record(
+            registry.TRAIN.run(ctx, Inputs(registry.TRAIN.name(k), stages=(corpus, *seed_stages)), config.train)
         )
-        domains = record(
-            run_domains(
-                ctx, f"{it}/04_domains", ctx.stage_dir(score.stage), ctx.stage_dir(selected.stage), domain_config
+        model_path = fs.join(stage_dir(train), train.extra["model_file"])
+        score = record(
+            registry.SCORE.run(ctx, Inputs(registry.SCORE.name(k), stages=(corpus,)), ScoreConfig(model_path))
+        )
+        selected = record(
+            registry.SELECT.run(
+                ctx, Inputs(registry.SELECT.name(k), stages=(stage_dir(score),)), _select_config(config.select, train)
             )
         )
-        overlap = (
-            _selection_overlap(ctx, ctx.stage_dir(selected.stage), previous_selection) if previous_selection else None
+        domains = record(
+            registry.DOMAINS.run(
+                ctx, Inputs(registry.DOMAINS.name(k), stages=(stage_dir(score), stage_dir(selected))), config.domains
+            )
         )
+        overlap = _selection_overlap(ctx, stage_dir(selected), previous_selection) if previous_selection else None
         result = IterationResult(
             k, train.extra["model_id"], selected.rows_out, overlap, None, domains.extra["flagged_domains"]
         )
         iterations.append(result)
-        previous_selection = ctx.stage_dir(selected.stage)
+        previous_selection = stage_dir(selected)
         selected_name = selected.stage
         if overlap is not None and overlap >= config.loop.stop_overlap:
             status = "stopped_by_overlap"
@@ -366,7 +256,7 @@ def _run_locked(
             status = "needs_annotations"
             message = (
                 f"iteration {k + 1} needs math URL patterns and {config.loop.annotations}/ has none for iterations <= {k}.\n"
-                f"  review the flagged domains:  curate annotate review --stats {ctx.stage_dir(domains.stage)} "
+                f"  review the flagged domains:  curate annotate review --stats {stage_dir(domains)} "
                 f"--iteration {k} --root {config.loop.annotations}\n"
                 f"  or add one directly:         curate annotate add mathoverflow.net/questions --label math "
                 f"--iteration {k} --root {config.loop.annotations}\n"
@@ -374,34 +264,30 @@ def _run_locked(
             )
             break
         seed = record(
-            run_seed_expansion(ctx, f"{it}/05_seed", ctx.stage_dir(score.stage), ctx.stage_dir(selected.stage), labels)
+            registry.SEED.run(
+                ctx, Inputs(registry.SEED.name(k), stages=(stage_dir(score), stage_dir(selected))), labels
+            )
         )
         result.seed_added = seed.rows_out
-        seed_stages.append(ctx.stage_dir(seed.stage))
+        seed_stages.append(stage_dir(seed))
 
     export_dir = None
     final_stage = selected_name
     if status != "needs_annotations":
         if config.decontaminate.enabled and final_stage is not None:
-            from curate.stages.decontam import run_decontam_stage
-
-            record(
-                run_decontam_stage(
+            decontaminated = record(
+                registry.DECONTAMINATE.run(
                     ctx,
-                    ctx.stage_dir(final_stage),
-                    name=DECONTAMINATE,
-                    benchmarks=config.decontaminate.benchmarks,
-                    data_root=config.decontaminate.data_root,
-                    n=config.decontaminate.n,
-                    mode=config.decontaminate.mode,
+                    Inputs(registry.DECONTAMINATE.name(), stages=(ctx.stage_dir(final_stage),)),
+                    config.decontaminate,
                 )
             )
-            final_stage = DECONTAMINATE
+            final_stage = decontaminated.stage
         _write_run_file(ctx, manifests, iterations, status, final_stage, config)
         if config.export.enabled and final_stage is not None:
             from curate.stages.export import run_export
 
-            export_dir = config.export.out or ctx.stage_dir("export")
+            export_dir = config.export.out or ctx.stage_dir(registry.EXPORT_DIR)
             run_export(
                 ctx,
                 export_dir,
@@ -428,4 +314,4 @@ def _write_run_file(
         "status": status,
         "config": config.to_dict(),
     }
-    fs.write_text(fs.join(ctx.run_dir, RUN_FILE), json.dumps(payload, indent=2, default=str) + "\n")
+    fs.write_text(fs.join(ctx.run_dir, RUN_JSON), json.dumps(payload, indent=2, default=str) + "\n")

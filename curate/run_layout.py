@@ -18,17 +18,12 @@ from typing import Any
 
 from curate.errors import ConfigError, CurateError
 from curate.io import fs
-from curate.manifest import MANIFEST_NAME, Manifest
-from curate.stage import read_stage_manifest
+from curate.manifest import MANIFEST_NAME, Manifest, read_manifest
+from curate.stages.registry import AFTER_ITERATIONS, ITERATION_PREFIX
 
 RUN_JSON = "run.json"
-DUPLICATES_DIR = "_duplicates"
-CONTAMINATION_DIR = "_contamination"
-PREFIXES_DIR = "_prefixes"
-_ITER_RE = re.compile(r"^iter-(\d+)$")
+_ITER_RE = re.compile(rf"^{ITERATION_PREFIX}(\d+)$")
 _NUMBERED_RE = re.compile(r"^(\d+)_")
-# Top-level stages numbered from here on run after the iterations.
-_AFTER_ITERATIONS = 90
 
 
 def iteration_of(stage: str) -> int | None:
@@ -50,7 +45,7 @@ def _order_key(stage: str) -> tuple[int, int, str]:
         return (1, iteration, stage)
     match = _NUMBERED_RE.match(stage)
     number = int(match.group(1)) if match else 0
-    return (2 if number >= _AFTER_ITERATIONS else 0, 0, stage)
+    return (2 if number >= AFTER_ITERATIONS else 0, 0, stage)
 
 
 def _discover(run_dir: str) -> list[str]:
@@ -113,7 +108,7 @@ class RunLayout:
 
     def manifest(self, stage: str) -> Manifest | None:
         if stage not in self._manifests:
-            self._manifests[stage] = read_stage_manifest(self.path(stage))
+            self._manifests[stage] = read_manifest(self.path(stage))
         return self._manifests[stage]
 
     def finished(self) -> list[str]:

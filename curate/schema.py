@@ -103,6 +103,18 @@ DUPLICATES = pa.schema(
 
 # Classifier scores (issue 4): a scorer only adds these columns, it never drops rows.
 SCORE_FIELDS = [pa.field("math_score", pa.float32()), pa.field("model_id", pa.string())]
+# Tokens of a document's text, counted by the tokenizer the select stage's budget names.
+N_TOKENS = pa.field("n_tokens", pa.int64())
+CUM_TOKENS = pa.field("cum_tokens", pa.int64())
+# A select stage's `_ranking/`: the ranking a token budget cut, by score then doc_id, with running totals.
+RANKING = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("math_score", pa.float32()),
+        N_TOKENS,
+        CUM_TOKENS,
+    ]
+)
 
 # Domain statistics (issue 4/7).
 DOMAIN_STATS = pa.schema(
@@ -159,6 +171,18 @@ ANNOTATIONS = pa.schema(
     ]
 )
 
+# One benchmark n-gram match inside a document, as the decontamination step reports it per row.
+HIT_TYPE = pa.struct(
+    [
+        pa.field("benchmark", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("field", pa.string()),
+        pa.field("ngram", pa.string()),
+        pa.field("offset", pa.int64()),
+        pa.field("length", pa.int64()),
+        pa.field("matched_tokens", pa.int32()),
+    ]
+)
 # Decontamination hits (issue 6): every removal is explained.
 CONTAMINATION = pa.schema(
     [

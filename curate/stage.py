@@ -21,6 +21,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,9 +32,10 @@ import pyarrow.parquet as pq
 from curate.errors import ConfigError, CurateError
 from curate.fingerprints import code_versions, files_fingerprint
 from curate.io import fs
-from curate.manifest import MANIFEST_NAME, Manifest, config_hash, fingerprint
+from curate.manifest import MANIFEST_NAME, Manifest, config_hash, fingerprint, read_manifest, write_manifest
 from curate.progress import StageProgress
 from curate.schema import DROP_DETAIL, DROP_REASON, NOTE_REASON, REJECTED, spark_schema, without_drop_fields
+from curate.stages.registry import REJECTED_DIR
 from curate.step import Step, conform, final_schema, run_steps
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REJECTED_DIR = "_rejected"
 LOCAL_ROWS_PER_FILE = 50_000
 LOCAL_BATCH_ROWS = 1000
 # A plain name starts with a letter or digit: `.x` and `_x` are hidden from readers, `-x` reads as an option.
@@ -60,10 +61,11 @@ def plain_stage_name(name: str, option: str = "--name") -> str:
     return name
 
 
-def checked_stage_path(name: str) -> str:
+def checked_stage_path(name: str, option: str = "stage") -> str:
     """A stage's path relative to the run: plain names joined by '/' (`iter-01/02_math_score`), nothing else."""
     for part in name.split("/"):
-        plain_stage_name(part, option="stage")
+        if not _PLAIN_NAME.fullmatch(part) or part.endswith(_SCRATCH_SUFFIXES):
+            plain_stage_name(name, option)
     return name
 
 
@@ -95,8 +97,23 @@ class RunContext:
         return fs.join(self.run_dir, *checked_stage_path(name).split("/"))
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What one stage execution reads, and where it writes: the `inputs` of `run(ctx, inputs, config)`.
+
+    `out` is the stage's path in the run (`03_near_dedup`, `iter-02/02_math_score`), a registry name unless a
+    user named it. `stages` are finished stage directories, in the order the run function documents; each
+    must have finished, and its fingerprint feeds this stage's. `files` are raw files (WARCs), fingerprinted
+    by content.
+    """
+
+    out: str
+    stages: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
 class Stage:
-    """One execution of a stage: decides whether it is already done, stages output, commits it."""
+    """One execution of a stage, driven by `open_stage`: skipped, or staged into `<name>.tmp/` and committed."""
 
     def __init__(
         self,
@@ -105,23 +122,21 @@ class Stage:
         *,
         config: dict[str, Any],
         steps: list[str],
-        inputs: list[str] | None = None,
-        input_fingerprints: list[str] | None = None,
+        inputs: Iterable[str] = (),
+        input_fingerprints: Iterable[str] = (),
         code: Iterable[Any] = (),
     ) -> None:
-        """`code`: classes, functions or modules (beyond the Step classes named in `steps`) whose source,
-        when edited, must re-run this stage."""
         self.ctx = ctx
         self.name = name
         self.config = config
         self.steps = steps
-        self.inputs = inputs or []
+        self.inputs = list(inputs)
         self.path = ctx.stage_dir(name)
         self.tmp_path = self.path + ".tmp"
-        fingerprints = list(input_fingerprints or [])
+        fingerprints = list(input_fingerprints)
         self.input_records: list[dict[str, str]] = []
         for input_dir in self.inputs:
-            upstream = read_stage_manifest(input_dir)
+            upstream = read_manifest(input_dir)
             if upstream is None:
                 raise CurateError(f"stage {name} needs {input_dir}, which has not finished: run that stage first")
             fingerprints.append(upstream.fingerprint)
@@ -129,34 +144,63 @@ class Stage:
         self.config_hash = config_hash(config, steps)
         self.code_versions = code_versions(steps, code)
         self.fingerprint = fingerprint(self.config_hash, fingerprints, self.code_versions)
+        self.manifest: Manifest | None = None
+        self._outcome: dict[str, Any] | None = None
         self._started = 0.0
         self._locked = False
         self.progress = StageProgress(name, spark=ctx.runner != "local")
 
-    def finished(self) -> Manifest | None:
-        """The committed manifest if this exact stage (config, steps, inputs) already ran."""
+    @property
+    def result(self) -> Manifest:
+        """The stage's manifest once `open_stage` has skipped or committed it."""
+        if self.manifest is None:
+            raise CurateError(f"stage {self.name} has not finished")
+        return self.manifest
+
+    @property
+    def pending(self) -> bool:
+        """True when the stage must run (no matching finished manifest): the body of `open_stage` does its work."""
+        return self.manifest is None
+
+    def finish(
+        self,
+        *,
+        rows_in: int,
+        rows_out: int,
+        drops: dict[str, int],
+        problems: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """The counts the manifest records; `open_stage` commits them when the body ends."""
+        self._outcome = {"rows_in": rows_in, "rows_out": rows_out, "drops": drops, "problems": problems, "extra": extra}
+
+    def _finished(self) -> Manifest | None:
+        """The committed manifest if this exact stage (config, steps, code, inputs) already ran."""
         if self.ctx.force:
             return None
-        manifest = read_stage_manifest(self.path)
+        manifest = read_manifest(self.path)
         if manifest is not None and manifest.fingerprint == self.fingerprint:
             return manifest
         return None
 
-    def begin(self) -> None:
-        """Lock the run directory (held until `commit`) and clear this stage's own staging directory."""
-        from curate.run_lock import acquire_run_lock, release_run_lock
+    def _begin(self) -> None:
+        """Lock the run directory (held until the commit) and clear this stage's own staging directory."""
+        from curate.run_lock import acquire_run_lock
 
         acquire_run_lock(self.ctx.run_dir)
-        try:
-            self._check_replaceable()
-        except ConfigError:
-            release_run_lock(self.ctx.run_dir)
-            raise
         self._locked = True
+        self._check_replaceable()
         self._started = time.monotonic()
         self.progress.start()
         fs.remove_tree(self.tmp_path)
         fs.make_dirs(self.tmp_path.rsplit("/", 1)[0])
+
+    def _release(self) -> None:
+        if self._locked:
+            from curate.run_lock import release_run_lock
+
+            release_run_lock(self.ctx.run_dir)
+            self._locked = False
 
     def _check_replaceable(self) -> None:
         """Committing replaces `self.path`: allowed only for an earlier output of a stage (or an empty directory)."""
@@ -170,20 +214,16 @@ class Stage:
             "move it away or give the stage another name"
         )
 
-    def commit(
-        self,
-        *,
-        rows_in: int,
-        rows_out: int,
-        drops: dict[str, int],
-        problems: list[dict[str, Any]] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Manifest:
+    def _commit(self) -> Manifest:
+        if self._outcome is None:
+            raise CurateError(f"stage {self.name} ended without recording its counts (Stage.finish)")
         self.progress.stop()
-        drops = dict(drops)
+        outcome = self._outcome
+        drops = dict(outcome["drops"])
+        extra = outcome["extra"] or {}
         notes = drops.pop(NOTE_REASON, 0)
         if notes:
-            extra = {**(extra or {}), "notes": notes}
+            extra = {**extra, "notes": notes}
         manifest = Manifest(
             stage=self.name,
             fingerprint=self.fingerprint,
@@ -191,45 +231,69 @@ class Stage:
             config=self.config,
             steps=self.steps,
             inputs=self.input_records,
-            rows_in=rows_in,
-            rows_out=rows_out,
+            rows_in=outcome["rows_in"],
+            rows_out=outcome["rows_out"],
             drops=dict(sorted(drops.items())),
             runner=self.ctx.runner if self.ctx.runner == "local" else f"spark:{self.ctx.master or 'default'}",
             wall_seconds=round(time.monotonic() - self._started, 3),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
-            problems=problems or [],
-            extra=extra or {},
+            problems=outcome["problems"] or [],
+            extra=extra,
             code=self.code_versions,
         )
         if not fs.exists(self.tmp_path):
             fs.make_dirs(self.tmp_path)
-        fs.write_text(fs.join(self.tmp_path, MANIFEST_NAME), manifest.to_json())
+        write_manifest(self.tmp_path, manifest)
         self._check_replaceable()
         if fs.exists(self.path):
             fs.remove_tree(self.path)
         fs.rename(self.tmp_path, self.path)
-        if self._locked:
-            from curate.run_lock import release_run_lock
-
-            release_run_lock(self.ctx.run_dir)
-            self._locked = False
+        self.manifest = manifest
         return manifest
 
 
-def read_stage_manifest(stage_dir: str) -> Manifest | None:
-    import json
+@contextmanager
+def open_stage(
+    ctx: RunContext,
+    inputs: Inputs,
+    *,
+    config: dict[str, Any],
+    steps: list[str],
+    input_fingerprints: Iterable[str] = (),
+    code: Iterable[Any] = (),
+) -> Iterator[Stage]:
+    """The one way a stage runs: skip on a matching fingerprint, else lock, stage, and commit on success.
 
-    text = fs.read_text(fs.join(stage_dir, MANIFEST_NAME))
-    if text is None:
-        return None
+        with open_stage(ctx, inputs, config=..., steps=[...]) as stage:
+            if stage.pending:
+                ...write into stage.tmp_path...
+                stage.finish(rows_in=..., rows_out=..., drops=...)
+        return stage.manifest
+
+    `config` is what the fingerprint and the manifest record; `input_fingerprints` cover raw inputs beyond
+    `inputs.files` (a seed corpus); `code` names classes, functions or modules (beyond the Step classes in
+    `steps`) whose source, when edited, must re-run the stage. If the body raises, nothing is committed, the
+    lock is released, and the staging directory is left for the next attempt to clear.
+    """
+    fingerprints = list(input_fingerprints)
+    if inputs.files:
+        fingerprints.append(files_fingerprint(list(inputs.files)))
+    stage = Stage(
+        ctx, inputs.out, config=config, steps=steps, inputs=inputs.stages, input_fingerprints=fingerprints, code=code
+    )
+    done = stage._finished()
+    if done is not None:
+        log.info("stage %s already finished (fingerprint %s): skipped", stage.name, done.fingerprint)
+        stage.manifest = done
+        yield stage
+        return
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        log.warning("ignoring unreadable manifest in %s", stage_dir)
-        return None
-    if payload.get("status") != "complete":
-        return None
-    return Manifest.from_dict(payload)
+        stage._begin()
+        yield stage
+        stage._commit()
+    finally:
+        stage.progress.stop()
+        stage._release()
 
 
 # --- writing a stage's output -------------------------------------------------------------------------
@@ -404,79 +468,67 @@ def read_dataset_batches(path: str, batch_rows: int = LOCAL_BATCH_ROWS) -> Itera
 
 def run_step_stage(
     ctx: RunContext,
-    name: str,
+    inputs: Inputs,
     steps: list[Step],
     *,
     input_schema: pa.Schema,
-    source_stage: str | None = None,
-    source_files: list[str] | None = None,
     config: dict[str, Any] | None = None,
     count_by: tuple[str, ...] = (),
     collect_reasons: tuple[str, ...] = (),
     accounting: Callable[[OutputCounts], tuple[list[dict[str, Any]], dict[str, Any]]] | None = None,
     rows_in: Callable[[OutputCounts], int] | None = None,
 ) -> Manifest:
-    """Run row-local `steps` over a previous stage's dataset (or over raw files) and commit the stage.
+    """Run row-local `steps` over one finished stage (`inputs.stages`) or over raw files (`inputs.files`).
 
     `accounting(counts)` turns the output counts (grouped by `count_by` and reason, plus the collected rows
     of `collect_reasons`) into problems and extra manifest fields. `rows_in(counts)` computes the records-in
     figure when it is not the input row count.
     """
-    step_names = [step.name for step in steps]
-    full_config = {"steps": {step.name: step.config() for step in steps}, **(config or {})}
-    input_fps = [files_fingerprint(source_files)] if source_files is not None else []
-    stage = Stage(
-        ctx,
-        name,
-        config=full_config,
-        steps=step_names,
-        inputs=[source_stage] if source_stage else [],
-        input_fingerprints=input_fps,
-    )
-    done = stage.finished()
-    if done is not None:
-        log.info("stage %s already finished (fingerprint %s): skipped", name, done.fingerprint)
-        return done
-    stage.begin()
-    out_schema = final_schema(steps, input_schema)
-    options = {"count_by": count_by, "collect_reasons": collect_reasons}
-    if ctx.runner == "local":
-        if source_files is not None:
-            batches: Iterable[pa.RecordBatch] = (
-                pa.RecordBatch.from_pydict({"warc_path": [path]}, schema=input_schema) for path in source_files
-            )
-            n_input = len(source_files)
-        else:
-            assert source_stage is not None
-            batches = read_dataset_batches(source_stage)
-            n_input = _local_count(source_stage)
-        stage.progress.expect(n_input, "files" if source_files is not None else "rows")
-        batches = stage.progress.count_inputs(batches)
-        counts = write_local_output(stage, run_steps(steps, batches, input_schema), out_schema, **options)
-    else:
-        spark = ctx.spark
-        if source_files is not None:
-            from curate.io.warc_sources import warc_files_frame
+    step_config = {"steps": {step.name: step.config() for step in steps}, **(config or {})}
+    source_files = list(inputs.files) if inputs.files else None
+    source_stage = inputs.stages[0] if inputs.stages else None
+    with open_stage(ctx, inputs, config=step_config, steps=[step.name for step in steps]) as stage:
+        if stage.pending:
+            out_schema = final_schema(steps, input_schema)
+            options = {"count_by": count_by, "collect_reasons": collect_reasons}
+            if ctx.runner == "local":
+                if source_files is not None:
+                    batches: Iterable[pa.RecordBatch] = (
+                        pa.RecordBatch.from_pydict({"warc_path": [path]}, schema=input_schema) for path in source_files
+                    )
+                    n_input = len(source_files)
+                else:
+                    assert source_stage is not None
+                    batches = read_dataset_batches(source_stage)
+                    n_input = _local_count(source_stage)
+                stage.progress.expect(n_input, "files" if source_files is not None else "rows")
+                batches = stage.progress.count_inputs(batches)
+                counts = write_local_output(stage, run_steps(steps, batches, input_schema), out_schema, **options)
+            else:
+                spark = ctx.spark
+                if source_files is not None:
+                    from curate.io.warc_sources import warc_files_frame
 
-            n_input = len(source_files)
-            # Paths (streamed by the executors), or file contents where only Hadoop can read the scheme.
-            df, input_schema = warc_files_frame(spark, source_files)
-        else:
-            assert source_stage is not None
-            df = spark.read.parquet(fs.to_uri(source_stage))
-            n_input = count_rows(ctx, source_stage)
-        out = df.mapInArrow(StepsFunction(steps, input_schema), spark_schema(out_schema))
-        counts = write_spark_output(stage, out, **options)
-    problems, extra = accounting(counts) if accounting else ([], {})
-    records_in = rows_in(counts) if rows_in else n_input
-    return stage.commit(
-        rows_in=records_in, rows_out=counts.rows_out, drops=counts.drops, problems=problems, extra=extra
-    )
+                    n_input = len(source_files)
+                    # Paths (streamed by the executors), or file contents where only Hadoop can read the scheme.
+                    df, input_schema = warc_files_frame(spark, source_files)
+                else:
+                    assert source_stage is not None
+                    df = spark.read.parquet(fs.to_uri(source_stage))
+                    n_input = count_rows(ctx, source_stage)
+                out = df.mapInArrow(StepsFunction(steps, input_schema), spark_schema(out_schema))
+                counts = write_spark_output(stage, out, **options)
+            problems, extra = accounting(counts) if accounting else ([], {})
+            records_in = rows_in(counts) if rows_in else n_input
+            stage.finish(
+                rows_in=records_in, rows_out=counts.rows_out, drops=counts.drops, problems=problems, extra=extra
+            )
+    return stage.result
 
 
 def count_rows(ctx: RunContext, stage_dir: str) -> int:
     """Rows of a finished stage, from its manifest (no scan)."""
-    manifest = read_stage_manifest(stage_dir)
+    manifest = read_manifest(stage_dir)
     if manifest is not None:
         return manifest.rows_out
     if ctx.runner == "local":

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from curate.annotate.patterns import PatternError, domain_key, normalize_pattern
 from curate.errors import ConfigError, InputError
 from curate.schema import DOMAIN_SAMPLES, DOMAIN_STATS, PREFIX_STATS, UNCOLLECTED_PAGES
-from curate.stages.domains import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
+from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 
 _DOMAIN_COLUMNS = tuple(DOMAIN_STATS.names)
 _PREFIX_REQUIRED = ("domain", "prefix", "pages_seen", "pages_collected", "collected_fraction", "sample_urls")

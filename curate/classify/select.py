@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classify.tokens import DEEPSEEK_BPE, N_TOKENS, TOKENIZERS
+from curate.classify.tokens import DEEPSEEK_BPE, TOKENIZERS
 from curate.errors import ConfigError
-from curate.schema import DROP_DETAIL, DROP_REASON
+from curate.schema import CUM_TOKENS, DROP_DETAIL, DROP_REASON, N_TOKENS, RANKING
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -32,15 +32,6 @@ if TYPE_CHECKING:
 SELECT_STEP = "math_select_v1"
 BELOW_THRESHOLD = "below_threshold"
 OVER_BUDGET = "over_budget"
-CUM_TOKENS = pa.field("cum_tokens", pa.int64())
-RANKING = pa.schema(
-    [
-        pa.field("doc_id", pa.string(), nullable=False),
-        pa.field("math_score", pa.float32()),
-        N_TOKENS,
-        CUM_TOKENS,
-    ]
-)
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 

@@ -19,12 +19,12 @@ import numpy as np
 import pyarrow as pa
 
 from curate.errors import ConfigError
+from curate.schema import N_TOKENS
 from curate.step import Step, worker_cached
 
 DEEPSEEK_BPE = "deepseek_v4_bpe"
 APPROX = "approx_tokens_v1"
 TOKENIZERS = (DEEPSEEK_BPE, APPROX)
-N_TOKENS = pa.field("n_tokens", pa.int64())
 
 # Letter runs, digit groups of up to three (as DeepSeek's pre-tokenizer splits numbers), any other
 # visible character alone. On the shared English web and math text it lands within 20 % of the BPE count.

@@ -7,8 +7,18 @@ from typing import Annotated
 
 import typer
 
-from curate.cli.common import ForceOption, LocalOption, MasterOption, SparkConfOption, make_context, out, print_summary
+from curate.cli.common import (
+    ForceOption,
+    LocalOption,
+    MasterOption,
+    SparkConfOption,
+    make_context,
+    out,
+    print_summary,
+    stage_location,
+)
 from curate.errors import ConfigError
+from curate.stages import registry
 
 app = typer.Typer(
     name="classify",
@@ -193,9 +203,11 @@ def score(
     run_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory holding the input stage.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="model-<hash>.bin/.ftz with its .json beside it.")],
     input_stage: Annotated[
-        str | None, typer.Option("--input", "-i", help="Finished stage to score (default: <run>/03_near_dedup).")
-    ] = None,
-    name: Annotated[str, typer.Option(help="Stage directory name.")] = "04_math_score",
+        str, typer.Option("--input", "-i", help="Finished stage to score, relative to the run, or a path.")
+    ] = registry.NEAR_DEDUP.name(),
+    name: Annotated[
+        str, typer.Option(help="Stage path in the run (`curate run` writes the same).")
+    ] = registry.SCORE.name(),
     tokenizer: TokenizerOption = "deepseek_v4_bpe",
     no_tokens: Annotated[bool, typer.Option("--no-tokens", help="Do not add n_tokens here.")] = False,
     master: MasterOption = None,
@@ -204,14 +216,16 @@ def score(
     spark_conf: SparkConfOption = None,
 ) -> None:
     """Add math_score, model_id (and n_tokens) to every document of a stage; nothing is dropped."""
-    from curate.stage import plain_stage_name
-    from curate.stages.classify import run_score_stage
+    from curate.stage import Inputs, checked_stage_path
+    from curate.stages.classify import ScoreConfig
 
-    plain_stage_name(name)
+    checked_stage_path(name, "--name")
     _check_model(model)
 
     ctx = make_context(run_dir, master, local_runner, force, spark_conf)
-    manifest = run_score_stage(ctx, model, input_stage, tokenizer=None if no_tokens else tokenizer, name=name)
+    config = ScoreConfig(str(model), tokenizer=None if no_tokens else tokenizer)
+    inputs = Inputs(name, stages=(stage_location(ctx, input_stage),))
+    manifest = registry.SCORE.run(ctx, inputs, config)
     print_summary([manifest], run_dir)
 
 
@@ -234,9 +248,11 @@ def select(
         str | None, typer.Option(help="Budgets to report without selecting, e.g. 40B,80B,120B,160B.")
     ] = None,
     input_stage: Annotated[
-        str | None, typer.Option("--input", "-i", help="Scored stage (default: <run>/04_math_score).")
-    ] = None,
-    name: Annotated[str, typer.Option(help="Stage directory name.")] = "05_math_select",
+        str, typer.Option("--input", "-i", help="Scored stage, relative to the run, or a path.")
+    ] = registry.SCORE.name(),
+    name: Annotated[
+        str, typer.Option(help="Stage path in the run (`curate run` writes the same).")
+    ] = registry.SELECT.name(),
     tokenizer: TokenizerOption = "deepseek_v4_bpe",
     master: MasterOption = None,
     local_runner: LocalOption = False,
@@ -245,10 +261,9 @@ def select(
 ) -> None:
     """Select scored documents by --min-score and/or --token-budget; the rest go to _rejected/ with a reason."""
     from curate.classify.select import SelectConfig, parse_token_count
-    from curate.stage import plain_stage_name
-    from curate.stages.classify import run_select_stage
+    from curate.stage import Inputs, checked_stage_path
 
-    plain_stage_name(name)
+    checked_stage_path(name, "--name")
 
     if min_score is None and token_budget is None:
         raise ConfigError("select: give --min-score, --token-budget, or both")
@@ -259,7 +274,7 @@ def select(
         sweep=_budgets(sweep),
     )
     ctx = make_context(run_dir, master, local_runner, force, spark_conf)
-    manifest = run_select_stage(ctx, config, input_stage, name=name)
+    manifest = registry.SELECT.run(ctx, Inputs(name, stages=(stage_location(ctx, input_stage),)), config)
     print_summary([manifest], run_dir)
     boundary = manifest.extra.get("boundary")
     if boundary:

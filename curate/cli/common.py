@@ -14,6 +14,7 @@ from rich.table import Table
 from curate.errors import ConfigError
 from curate.manifest import Manifest
 from curate.stage import RunContext
+from curate.stages.registry import ITERATION_PREFIX
 
 console = Console(stderr=True)
 out = Console()
@@ -32,6 +33,17 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Redo stages even if 
 SparkConfOption = Annotated[
     list[str] | None, typer.Option("--spark-conf", help="Extra Spark settings, key=value (repeatable).")
 ]
+
+
+def stage_location(ctx: RunContext, stage: str, option: str = "--input") -> str:
+    """A finished stage given on the command line: a name relative to the run, or a path (it must exist)."""
+    from curate.io import fs
+
+    location = stage if ("/" in stage and not stage.startswith(ITERATION_PREFIX)) or "://" in stage else None
+    location = location or ctx.stage_dir(stage)
+    if not fs.exists(location):
+        raise ConfigError(f"{option} {stage}: {location} does not exist")
+    return location
 
 
 def check_output_dir(path: str, option: str = "--out") -> None:

@@ -6,8 +6,17 @@ from typing import Annotated
 
 import typer
 
-from curate.cli.common import ForceOption, LocalOption, MasterOption, SparkConfOption, make_context, out, print_summary
-from curate.errors import ConfigError
+from curate.cli.common import (
+    ForceOption,
+    LocalOption,
+    MasterOption,
+    SparkConfOption,
+    make_context,
+    out,
+    print_summary,
+    stage_location,
+)
+from curate.stages import registry
 
 
 def decontaminate(
@@ -34,7 +43,9 @@ def decontaminate(
     index: Annotated[
         str | None, typer.Option(help="A prebuilt index (.npz) instead of building one from the registry.")
     ] = None,
-    name: Annotated[str, typer.Option(help="Name of the output stage in the run directory.")] = "90_decontaminate",
+    name: Annotated[
+        str, typer.Option(help="Name of the output stage in the run directory.")
+    ] = registry.DECONTAMINATE.name(),
     allow_empty_benchmarks: Annotated[
         bool,
         typer.Option(help="Go on when a benchmark file holds no items, or none long enough to index (else an error)."),
@@ -51,28 +62,23 @@ def decontaminate(
     """
     from rich.table import Table
 
-    from curate.io import fs
-    from curate.stage import plain_stage_name
-    from curate.stages.decontam import run_decontam_stage
+    from curate.stage import Inputs, plain_stage_name
+    from curate.stages.decontam import DecontamConfig
 
     plain_stage_name(name)
 
-    ctx = make_context(run_dir, master, local_runner, force, spark_conf)
-    source_dir = source if ("/" in source or "://" in source) else ctx.stage_dir(source)
-    if not fs.exists(source_dir):
-        raise ConfigError(f"--source {source}: {source_dir} does not exist")
-    manifest = run_decontam_stage(
-        ctx,
-        source_dir,
-        name=name,
+    config = DecontamConfig(
         benchmarks=benchmarks,
         data_root=data_root,
         only=list(only) if only else None,
         n=n,
         mode=mode,
-        index_path=index,
+        index=index,
         allow_empty_benchmarks=allow_empty_benchmarks,
     )
+    ctx = make_context(run_dir, master, local_runner, force, spark_conf)
+    inputs = Inputs(name, stages=(stage_location(ctx, source, "--source"),))
+    manifest = registry.DECONTAMINATE.run(ctx, inputs, config)
     print_summary([manifest], run_dir)
     table = Table(title=f"contamination ({manifest.extra['contamination']['mode']} mode)")
     for column in ("benchmark", "documents", "hits", "items hit", "items indexed"):

@@ -7,15 +7,24 @@ from typing import Annotated
 
 import typer
 
-from curate.cli.common import ForceOption, MasterOption, SparkConfOption, make_context, out, print_summary
+from curate.cli.common import (
+    ForceOption,
+    MasterOption,
+    SparkConfOption,
+    make_context,
+    out,
+    print_summary,
+    stage_location,
+)
 from curate.errors import ConfigError
+from curate.stages import registry
 
 
 def dedup(
     run_dir: Annotated[str, typer.Option("--out", "-o", help="Run directory holding the source stage.")],
     source: Annotated[
         str, typer.Option("--source", "-s", help="Finished stage to deduplicate: a stage name in the run, or a path.")
-    ] = "02_url_dedup",
+    ] = registry.URL_DEDUP.name(),
     previous: Annotated[
         list[str] | None,
         typer.Option(
@@ -29,7 +38,9 @@ def dedup(
         list[str] | None,
         typer.Option("--set", help="Override one parameter, e.g. dedup.minhash.threshold=0.8 (repeatable)."),
     ] = None,
-    name: Annotated[str, typer.Option(help="Name of the output stage in the run directory.")] = "03_near_dedup",
+    name: Annotated[
+        str, typer.Option(help="Name of the output stage in the run directory.")
+    ] = registry.NEAR_DEDUP.name(),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and stop.")] = False,
     master: MasterOption = None,
     force: ForceOption = False,
@@ -42,9 +53,8 @@ def dedup(
     crawl is deduplicated against with --previous).
     """
     from curate.config import load_config
-    from curate.io import fs
-    from curate.stage import plain_stage_name
-    from curate.stages.dedup import dedup_config, run_dedup_stage
+    from curate.stage import Inputs, plain_stage_name
+    from curate.stages.dedup import dedup_config
 
     plain_stage_name(name)
 
@@ -57,10 +67,8 @@ def dedup(
         out.print_json(json.dumps({"dedup": resolved.to_dict(), "previous": list(previous or [])}))
         return
     ctx = make_context(run_dir, master, False, force, spark_conf)
-    source_dir = source if ("/" in source or "://" in source) else ctx.stage_dir(source)
-    if not fs.exists(source_dir):
-        raise ConfigError(f"--source {source}: {source_dir} does not exist")
-    manifest = run_dedup_stage(ctx, source_dir, config=resolved, previous=list(previous or []), name=name)
+    inputs = Inputs(name, stages=(stage_location(ctx, source, "--source"), *(previous or [])))
+    manifest = registry.NEAR_DEDUP.run(ctx, inputs, resolved)
     print_summary([manifest], run_dir)
     extra = manifest.extra
     out.print(

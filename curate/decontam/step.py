@@ -30,23 +30,12 @@ from curate.decontam.index import NGramIndex
 from curate.decontam.normalize import tokenize
 from curate.decontam.scan import Hit, cut, scan
 from curate.errors import ConfigError
-from curate.schema import CONTAMINATION
+from curate.schema import CONTAMINATION, HIT_TYPE
 from curate.step import Step, mark_dropped, worker_cached
 
 HITS_COLUMN = "contamination_hits"
 DROP_REASON_CONTAMINATED = "benchmark_contamination"
 MODES = ("drop", "cut")
-HIT_TYPE = pa.struct(
-    [
-        pa.field("benchmark", pa.string()),
-        pa.field("item_id", pa.string()),
-        pa.field("field", pa.string()),
-        pa.field("ngram", pa.string()),
-        pa.field("offset", pa.int64()),
-        pa.field("length", pa.int64()),
-        pa.field("matched_tokens", pa.int32()),
-    ]
-)
 HITS_TYPE = pa.list_(HIT_TYPE)
 
 

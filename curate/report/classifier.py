@@ -3,20 +3,22 @@ its validation and out-of-source metrics (read from each `iter-NN/01_train` mani
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any
 
 from curate.io import fs
+from curate.manifest import read_manifest
 from curate.report.html import Markup, el, fmt_float, fmt_int, join
+from curate.stages import registry
 
 
 def _train_manifests(run_dir: str) -> list[tuple[str, dict[str, Any]]]:
     found = []
     for k in range(1, 100):
-        text = fs.read_text(fs.join(run_dir, f"iter-{k:02d}", "01_train", "_manifest.json"))
-        if text is None:
+        manifest = read_manifest(fs.join(run_dir, *registry.TRAIN.name(k).split("/")))
+        if manifest is None:
             break
-        found.append((f"iter-{k:02d}", json.loads(text)))
+        found.append((registry.iteration_dir(k), dataclasses.asdict(manifest)))
     return found
 
 

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 from curate.errors import CurateError
 from curate.io import fs
 from curate.manifest import Manifest
-from curate.run_layout import CONTAMINATION_DIR, DUPLICATES_DIR, PREFIXES_DIR, RunLayout, iteration_of
+from curate.run_layout import RunLayout, iteration_of
+from curate.stages.registry import CONTAMINATION_DIR, DUPLICATES_DIR, PREFIXES_DIR
 
 log = logging.getLogger(__name__)
 

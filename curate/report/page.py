@@ -30,6 +30,7 @@ from curate.report.collect import (
 )
 from curate.report.html import Markup, el, fmt_float, fmt_int, fmt_pct, join, shorten, void
 from curate.run_layout import stage_kind
+from curate.stages import registry
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 REPORT_NAME = "report.html"
@@ -77,13 +78,13 @@ SECTIONS = [
 ]
 # What a full `curate run` does, by stage kind: the overview says which of them this run has.
 PIPELINE = [
-    ("extract", "ingest: WARC records to documents"),
-    ("url_dedup", "exact URL dedup"),
-    ("near_dedup", "near-duplicate removal (MinHash)"),
-    ("score", "math classifier scores"),
-    ("select", "selection (threshold / token budget)"),
-    ("domains", "domain statistics"),
-    ("decontaminate", "benchmark decontamination"),
+    (registry.EXTRACT, "ingest: WARC records to documents"),
+    (registry.URL_DEDUP, "exact URL dedup"),
+    (registry.NEAR_DEDUP, "near-duplicate removal (MinHash)"),
+    (registry.SCORE, "math classifier scores"),
+    (registry.SELECT, "selection (threshold / token budget)"),
+    (registry.DOMAINS, "domain statistics"),
+    (registry.DECONTAMINATE, "benchmark decontamination"),
 ]
 
 
@@ -129,14 +130,18 @@ def _overview(data: RunData) -> Markup:
     ]
     steps: list[list[Any]] = []
     for kind, label in PIPELINE:
-        found = [s.stage for s in data.stages if s.manifest is not None and _kind_matches(stage_kind(s.stage), kind)]
+        found = [s.stage for s in data.stages if s.manifest is not None and _kind_matches(s.stage, kind)]
         steps.append([label, ", ".join(found) if found else el("span", "not run", class_="muted")])
     steps.append(["export (Parquet shards)", data.export_dir if data.export else el("span", "not run", class_="muted")])
     return join([_table(None, facts), el("h3", "Pipeline"), _table(["step", "stages"], steps)])
 
 
-def _kind_matches(name: str, kind: str) -> bool:
-    return name == kind or name.endswith("_" + kind) or (kind == "near_dedup" and name == "dedup")
+def _kind_matches(stage: str, kind: registry.StageKind) -> bool:
+    """A registered stage by its name; a stage named by hand (`--name`) by its name's ending."""
+    if registry.kind_of(stage) is kind:
+        return True
+    name = stage_kind(stage)
+    return name == kind.key or name.endswith("_" + kind.key) or (kind is registry.NEAR_DEDUP and name == "dedup")
 
 
 def _stages(stages: list[StageInfo]) -> Markup:

@@ -1,7 +1,9 @@
 """The classifier's two stages: score every document, then select by threshold and/or token budget.
 
-    <NN>_math_score   MathScoreStep (+ TokenCountStep): adds math_score, model_id, n_tokens; drops nothing
-    <NN>_math_select  below_threshold / over_budget drops; `_ranking/` holds the ranking the budget cut
+    score   MathScoreStep (+ TokenCountStep): adds math_score, model_id, n_tokens; drops nothing
+    select  below_threshold / over_budget drops; `_ranking/` holds the ranking the budget cut
+
+(their names in the run: curate.stages.registry.SCORE and SELECT)
 
 Scores and token counts are written once; selection reruns cheaply for every threshold or budget. The
 select stage's manifest carries the budget boundary and the budget sweep (score cut-off and documents
@@ -11,15 +13,16 @@ per budget), so choosing the next budget needs no extra job.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from curate.classify.select import RANKING, SELECT_STEP, SelectConfig, select_local, select_spark
+from curate.classify.select import SELECT_STEP, SelectConfig, select_local, select_spark
 from curate.classify.tokens import DEEPSEEK_BPE, TokenCountStep
 from curate.io import fs
-from curate.schema import DOCUMENTS
+from curate.schema import DOCUMENTS, RANKING
+from curate.stages.registry import RANKING_DIR
 from curate.step import Step
 from curate.steps.mathscore import MathScoreStep
 
@@ -27,14 +30,17 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from curate.manifest import Manifest
-    from curate.stage import RunContext
+    from curate.stage import Inputs, RunContext
 
 log = logging.getLogger(__name__)
 
-SOURCE_STAGE = "03_near_dedup"
-SCORE_STAGE = "04_math_score"
-SELECT_STAGE = "05_math_select"
-RANKING_DIR = "_ranking"
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The model to score with (`model-<hash>.bin/.ftz`, its .json beside it); `tokenizer=None` counts no tokens."""
+
+    model: str
+    tokenizer: str | None = DEEPSEEK_BPE
 
 
 def _input_schema(ctx: RunContext, source: str) -> pa.Schema:
@@ -48,76 +54,59 @@ def _input_schema(ctx: RunContext, source: str) -> pa.Schema:
     return to_arrow_schema(ctx.spark.read.parquet(fs.to_uri(source)).schema, timezone="UTC")
 
 
-def run_score_stage(
-    ctx: RunContext,
-    model_path: str | Path,
-    input_stage_dir: str | None = None,
-    *,
-    tokenizer: str | None = DEEPSEEK_BPE,
-    name: str = SCORE_STAGE,
-) -> Manifest:
-    """Score a finished stage's documents with a trained model; also count tokens unless tokenizer=None.
+def run_score(ctx: RunContext, inputs: Inputs, config: ScoreConfig) -> Manifest:
+    """Score the documents of `inputs.stages[0]` with a trained model; also count tokens unless tokenizer=None.
 
     Under a cluster master the model goes to executors with `addFile`; in local mode (and with the local
     runner) every worker reads the same path, which saves copying a 2 GB file.
     """
     from curate.stage import run_step_stage
 
-    source = input_stage_dir or ctx.stage_dir(SOURCE_STAGE)
-    score = MathScoreStep(model_path)
+    (source,) = inputs.stages
+    score = MathScoreStep(config.model)
     steps: list[Step] = [score]
-    if tokenizer is not None:
-        steps.append(TokenCountStep(tokenizer))
+    if config.tokenizer is not None:
+        steps.append(TokenCountStep(config.tokenizer))
     if ctx.runner != "local":
         spark_context = ctx.spark.sparkContext
         if not (spark_context.master or "local").startswith("local"):
             score.ship(spark_context)
     schema = _input_schema(ctx, source) if fs.exists(source) else DOCUMENTS
-    return run_step_stage(ctx, name, steps, input_schema=schema, source_stage=source)
+    return run_step_stage(ctx, inputs, steps, input_schema=schema)
 
 
-def run_select_stage(
-    ctx: RunContext,
-    config: SelectConfig,
-    input_stage_dir: str | None = None,
-    *,
-    name: str = SELECT_STAGE,
-) -> Manifest:
-    """Select from a scored stage; unselected documents go to `_rejected/` as below_threshold / over_budget."""
-    from curate.stage import Stage, write_local_output, write_spark_output
+def run_select(ctx: RunContext, inputs: Inputs, config: SelectConfig) -> Manifest:
+    """Select from the scored stage `inputs.stages[0]`; the rest go to `_rejected/` as below_threshold /
+    over_budget, and `_ranking/` holds the ranking a token budget cut."""
+    from curate.stage import open_stage, read_stage_table, write_local_output, write_spark_output
 
-    source = input_stage_dir or ctx.stage_dir(SCORE_STAGE)
-    stage = Stage(ctx, name, config={"select": config.to_dict()}, steps=[SELECT_STEP], inputs=[source])
-    done = stage.finished()
-    if done is not None:
-        log.info("stage %s already finished (fingerprint %s): skipped", name, done.fingerprint)
-        return done
-    stage.begin()
-    # Beside the staging directory, not in it: Spark's overwrite of the kept rows would delete it.
-    ranking_path = stage.tmp_path + RANKING_DIR
-    fs.remove_tree(ranking_path)
-    if ctx.runner == "local":
-        from curate.stage import read_stage_table
+    (source,) = inputs.stages
+    with open_stage(ctx, inputs, config={"select": config.to_dict()}, steps=[SELECT_STEP]) as stage:
+        if not stage.pending:
+            return stage.result
+        # Beside the staging directory, not in it: Spark's overwrite of the kept rows would delete it.
+        ranking_path = stage.tmp_path + RANKING_DIR
+        fs.remove_tree(ranking_path)
+        if ctx.runner == "local":
+            table = read_stage_table(source)
+            rows_in = table.num_rows
+            selection = select_local(table, config)
+            flagged: pa.Table = selection.flagged
+            counts = write_local_output(stage, flagged.to_batches(max_chunksize=1000), flagged.schema)
+            if selection.ranking is not None:
+                import pyarrow.parquet as pq
 
-        table = read_stage_table(source)
-        rows_in = table.num_rows
-        selection = select_local(table, config)
-        flagged: pa.Table = selection.flagged
-        counts = write_local_output(stage, flagged.to_batches(max_chunksize=1000), flagged.schema)
-        if selection.ranking is not None:
-            import pyarrow.parquet as pq
-
-            fs.make_dirs(ranking_path)
-            pq.write_table(selection.ranking.cast(RANKING), fs.join(ranking_path, "part-00000.parquet"))
-    else:
-        df = ctx.spark.read.parquet(fs.to_uri(source))
-        rows_in = df.count()
-        selection = select_spark(df, config, ranking_path=ranking_path)
-        counts = write_spark_output(stage, selection.flagged)
-    if fs.exists(ranking_path):
-        fs.rename(ranking_path, fs.join(stage.tmp_path, RANKING_DIR))
-    summary = selection.summary(config)
-    return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=summary)
+                fs.make_dirs(ranking_path)
+                pq.write_table(selection.ranking.cast(RANKING), fs.join(ranking_path, "part-00000.parquet"))
+        else:
+            df = ctx.spark.read.parquet(fs.to_uri(source))
+            rows_in = df.count()
+            selection = select_spark(df, config, ranking_path=ranking_path)
+            counts = write_spark_output(stage, selection.flagged)
+        if fs.exists(ranking_path):
+            fs.rename(ranking_path, fs.join(stage.tmp_path, RANKING_DIR))
+        stage.finish(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=selection.summary(config))
+    return stage.result
 
 
 def with_collected_flag(spark: SparkSession, scored_stage: str, selected_stage: str) -> DataFrame:

@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +40,20 @@ from curate.io import fs
 from curate.manifest import Manifest, canonical_json
 from curate.schema import CONTAMINATION, spark_schema
 from curate.stage import (
+    Inputs,
     RunContext,
     Stage,
     files_fingerprint,
+    open_stage,
     read_dataset_batches,
     write_local_output,
     write_spark_output,
 )
+from curate.stages.registry import CONTAMINATION_DIR
 from curate.step import final_schema, run_steps
 
 log = logging.getLogger(__name__)
 
-DECONTAM_STAGE = "90_decontaminate"
-CONTAMINATION_DIR = "_contamination"
 INDEX_DIR = "_decontam_index"
 DATA_ROOT_ENV = "CURATE_SHARED_DATA"
 
@@ -137,76 +139,80 @@ def _index_summary(index: NGramIndex) -> dict[str, Any]:
     }
 
 
-def run_decontam_stage(
-    ctx: RunContext,
-    source: str,
-    *,
-    name: str = DECONTAM_STAGE,
-    benchmarks: str | None = None,
-    data_root: str | None = None,
-    only: list[str] | None = None,
-    n: int = 10,
-    mode: str = "drop",
-    index_path: str | None = None,
-    index_config: IndexConfig | None = None,
-    allow_empty_benchmarks: bool = False,
-) -> Manifest:
-    """Decontaminate the documents of the finished stage `source` into `<run>/<name>/`.
+@dataclass
+class DecontamConfig:
+    """The `decontaminate:` section of a recipe, and the options of `curate decontaminate`.
 
-    The index comes from `index_path`, else it is built from `benchmarks` (a registry YAML; default the
-    shared registry) resolved against `data_root` (default $CURATE_SHARED_DATA).
+    The index comes from `index` (a prebuilt .npz), else it is built from `benchmarks` (a registry YAML;
+    default the shared registry) resolved against `data_root` (default $CURATE_SHARED_DATA), keeping only
+    the benchmarks named in `only` when given.
     """
-    if mode not in MODES:
-        raise ConfigError(f"decontaminate.mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+    enabled: bool = True  # `curate run` only: whether the stage runs at all
+    benchmarks: str | None = None
+    data_root: str | None = None
+    only: list[str] | None = None
+    n: int = 10
+    mode: str = "drop"
+    index: str | None = None
+    allow_empty_benchmarks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"decontaminate.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ConfigError(f"decontaminate.n must be an integer >= 1, got {self.n!r}")
+
+
+def run_decontaminate(ctx: RunContext, inputs: Inputs, config: DecontamConfig) -> Manifest:
+    """Decontaminate the documents of the finished stage `inputs.stages[0]`."""
+    (source,) = inputs.stages
+    index_path = config.index
     if index_path is None:
-        config = index_config or IndexConfig(n=n)
         index_path = str(
             build_index_file(
                 _index_directory(ctx),
-                benchmarks=benchmarks,
-                data_root=data_root,
-                only=only,
-                config=config,
-                allow_empty=allow_empty_benchmarks,
+                benchmarks=config.benchmarks,
+                data_root=config.data_root,
+                only=config.only,
+                config=IndexConfig(n=config.n),
+                allow_empty=config.allow_empty_benchmarks,
             )
         )
     elif not Path(index_path).is_file():
         raise ConfigError(f"decontaminate: index {index_path} does not exist")
     index = NGramIndex.load(index_path)
     unindexed = [name for name, stats in index.meta["benchmarks"].items() if not stats.get("items_covered")]
-    if unindexed and not allow_empty_benchmarks:
+    if unindexed and not config.allow_empty_benchmarks:
         raise ConfigError(
             f"benchmark {unindexed[0]}: 0 items indexed (every text is shorter than the n-gram); it would catch "
             "nothing: leave it out (--only) or allow it explicitly (--allow-empty-benchmarks)"
         )
-    step = DecontaminateStep(index_path, mode=mode)
-    stage = Stage(
+    step = DecontaminateStep(index_path, mode=config.mode)
+    with open_stage(
         ctx,
-        name,
+        inputs,
         config={"steps": {step.name: step.config()}, "index": index.meta["config"], "benchmarks": index.benchmarks},
         steps=[step.name],
-        inputs=[source],
-    )
-    done = stage.finished()
-    if done is not None:
-        log.info("stage %s already finished (fingerprint %s): skipped", name, done.fingerprint)
-        return done
-    stage.begin()
-    contamination_path = fs.join(stage.tmp_path, CONTAMINATION_DIR)
-    if ctx.runner == "local":
-        rows_in, counts, per_benchmark = _run_local(stage, step, source, contamination_path)
-    else:
-        rows_in, counts, per_benchmark = _run_spark(ctx, stage, step, source, index_path, contamination_path)
-    extra = {
-        "contamination": {
-            "mode": mode,
-            "documents": per_benchmark.pop("_documents", 0),
-            "per_benchmark": per_benchmark,
-            "dataset": CONTAMINATION_DIR,
-        },
-        "index": _index_summary(index),
-    }
-    return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=extra)
+    ) as stage:
+        if not stage.pending:
+            return stage.result
+        contamination_path = fs.join(stage.tmp_path, CONTAMINATION_DIR)
+        if ctx.runner == "local":
+            rows_in, counts, per_benchmark = _run_local(stage, step, source, contamination_path)
+        else:
+            rows_in, counts, per_benchmark = _run_spark(ctx, stage, step, source, index_path, contamination_path)
+        extra = {
+            "contamination": {
+                "mode": config.mode,
+                "documents": per_benchmark.pop("_documents", 0),
+                "per_benchmark": per_benchmark,
+                "dataset": CONTAMINATION_DIR,
+            },
+            "index": _index_summary(index),
+        }
+        stage.finish(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=extra)
+    return stage.result
 
 
 def _run_local(

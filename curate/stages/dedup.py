@@ -33,23 +33,21 @@ import pyarrow as pa
 
 from curate.errors import ConfigError, CurateError
 from curate.io import fs
+from curate.manifest import read_manifest
 from curate.schema import DROP_DETAIL, DROP_REASON, DUPLICATES, SIGNATURES, spark_schema
+from curate.stages.registry import DUPLICATES_DIR, SIGNATURES_DIR
 from curate.steps.minhash import MinHashParams, MinHashStep
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
     from curate.manifest import Manifest
-    from curate.stage import RunContext
+    from curate.stage import Inputs, RunContext
 
 log = logging.getLogger(__name__)
 
 NEAR_DUPLICATE = "near_duplicate"
-NEAR_DEDUP_STAGE = "03_near_dedup"
 NEAR_DEDUP_STEP = "minhash_lsh_verified_stars_v2"
-SOURCE_STAGE = "02_url_dedup"
-SIGNATURES_DIR = "_signatures"
-DUPLICATES_DIR = "_duplicates"
 # Keep-rule columns that may be absent: math_score exists only once the classifier stage has run.
 OPTIONAL_KEEP_COLUMNS = frozenset({"math_score"})
 VERIFY_MODES = ("exact", "signature", "none")
@@ -537,11 +535,9 @@ def assign_stars(
 
 def read_previous_signatures(spark: Any, previous: list[str], params: MinHashParams) -> DataFrame | None:
     """The stored signatures of earlier dedup stages, checked to be comparable with `params`."""
-    from curate.stage import read_stage_manifest
-
     frames = []
     for stage_dir in previous:
-        manifest = read_stage_manifest(stage_dir)
+        manifest = read_manifest(stage_dir)
         if manifest is None:
             raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
         stored = manifest.extra.get("signature_config")
@@ -670,89 +666,74 @@ def deduplicate(
 # --- the stage ------------------------------------------------------------------------------------------
 
 
-def run_dedup_stage(
-    ctx: RunContext,
-    input_stage_dir: str | None = None,
-    *,
-    config: DedupConfig | None = None,
-    previous: list[str] | None = None,
-    name: str = NEAR_DEDUP_STAGE,
-) -> Manifest:
-    """Near-dedup a finished stage's documents into `<run>/<name>/`.
+def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Manifest:
+    """Near-dedup the documents of `inputs.stages[0]`; `inputs.stages[1:]` are near-dedup stages of earlier
+    crawls, whose stored signatures join the banding and whose documents are never removed.
 
     Besides the kept documents and `_rejected/`, the stage holds `_duplicates/` (DUPLICATES: every removal
     with its cluster, kept document and Jaccard estimate) and `_signatures/` (SIGNATURES of the kept
-    documents: the index a later crawl is deduplicated against with `previous=[this stage dir]`).
-    Always runs on Spark (a local[*] session under the local runner): clustering is a distributed job.
+    documents: the index a later crawl is deduplicated against). Always runs on Spark (a local[*] session
+    under the local runner): clustering is a distributed job.
     """
     from pyspark.sql import functions as F
 
-    from curate.stage import Stage, count_rows, read_stage_manifest, write_spark_output
+    from curate.stage import count_rows, open_stage, write_spark_output
 
-    config = config or DedupConfig()
-    source = input_stage_dir or ctx.stage_dir(SOURCE_STAGE)
-    previous = list(previous or [])
-    previous_fps = []
+    source, *previous = inputs.stages
     for stage_dir in previous:
-        manifest = read_stage_manifest(stage_dir)
-        if manifest is None:
+        if read_manifest(stage_dir) is None:
             raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
-        previous_fps.append(manifest.fingerprint)
     step = MinHashStep(config.minhash)
-    stage = Stage(
+    with open_stage(
         ctx,
-        name,
+        inputs,
         config={"dedup": config.to_dict(), "previous": previous, "steps": {step.name: step.config()}},
         steps=[step.name, NEAR_DEDUP_STEP],
-        inputs=[source],
-        input_fingerprints=previous_fps,
-    )
-    done = stage.finished()
-    if done is not None:
-        log.info("stage %s already finished (fingerprint %s): skipped", name, done.fingerprint)
-        return done
-    stage.begin()
-    spark = ctx.spark
-    timings: dict[str, float] = {}
-    documents = spark.read.parquet(fs.to_uri(source))
-    rows_in = count_rows(ctx, source)
+    ) as stage:
+        if not stage.pending:
+            return stage.result
+        spark = ctx.spark
+        timings: dict[str, float] = {}
+        documents = spark.read.parquet(fs.to_uri(source))
+        rows_in = count_rows(ctx, source)
 
-    # Scratch lives beside the staged output: the kept-documents write replaces the whole staged directory.
-    work = stage.path + ".work"
-    fs.remove_tree(work)
-    signatures_path = fs.join(work, "signatures")
-    with _timed(timings, "signatures"):
-        compute_signatures(documents, config.minhash).write.mode("overwrite").parquet(fs.to_uri(signatures_path))
-    signatures = spark.read.parquet(fs.to_uri(signatures_path))
-    prior = read_previous_signatures(spark, previous, config.minhash)
-    texts = documents.select("doc_id", "text")
-    duplicates, stats = find_duplicates(
-        signatures, keep_attributes(documents, config), config, prior, timings, texts=texts
-    )
-    work_duplicates = fs.join(work, "duplicates")
-    with _timed(timings, "keep_rule"):
-        duplicates.sortWithinPartitions("cluster_id", "doc_id").write.mode("overwrite").parquet(
-            fs.to_uri(work_duplicates)
+        # Scratch lives beside the staged output: the kept-documents write replaces the whole staged directory.
+        work = stage.path + ".work"
+        fs.remove_tree(work)
+        signatures_path = fs.join(work, "signatures")
+        with _timed(timings, "signatures"):
+            compute_signatures(documents, config.minhash).write.mode("overwrite").parquet(fs.to_uri(signatures_path))
+        signatures = spark.read.parquet(fs.to_uri(signatures_path))
+        prior = read_previous_signatures(spark, previous, config.minhash)
+        texts = documents.select("doc_id", "text")
+        duplicates, stats = find_duplicates(
+            signatures, keep_attributes(documents, config), config, prior, timings, texts=texts
         )
-    duplicates = spark.read.parquet(fs.to_uri(work_duplicates))
-    with _timed(timings, "write_documents"):
-        counts = write_spark_output(stage, mark_duplicates(documents, duplicates))
+        work_duplicates = fs.join(work, "duplicates")
+        with _timed(timings, "keep_rule"):
+            duplicates.sortWithinPartitions("cluster_id", "doc_id").write.mode("overwrite").parquet(
+                fs.to_uri(work_duplicates)
+            )
+        duplicates = spark.read.parquet(fs.to_uri(work_duplicates))
+        with _timed(timings, "write_documents"):
+            counts = write_spark_output(stage, mark_duplicates(documents, duplicates))
 
-    duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)
-    fs.rename(work_duplicates, duplicates_path)
-    duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
-    with _timed(timings, "write_index"):
-        kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
-        kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
-            fs.to_uri(fs.join(stage.tmp_path, SIGNATURES_DIR))
-        )
-        clusters = duplicates.select(F.countDistinct("cluster_id")).first()
-    fs.remove_tree(work)
-    extra = {
-        **stats,
-        "clusters": int(clusters[0]) if clusters else 0,
-        "signature_config": config.minhash.signature_config(),
-        "previous": previous,
-        "seconds": timings,
-    }
-    return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=extra)
+        duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)
+        fs.rename(work_duplicates, duplicates_path)
+        duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
+        with _timed(timings, "write_index"):
+            kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+            kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
+                fs.to_uri(fs.join(stage.tmp_path, SIGNATURES_DIR))
+            )
+            clusters = duplicates.select(F.countDistinct("cluster_id")).first()
+        fs.remove_tree(work)
+        extra = {
+            **stats,
+            "clusters": int(clusters[0]) if clusters else 0,
+            "signature_config": config.minhash.signature_config(),
+            "previous": previous,
+            "seconds": timings,
+        }
+        stage.finish(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=extra)
+    return stage.result

@@ -9,7 +9,7 @@ sample pages, and the uncollected pages a label could bring into the next seed.
 Domain and prefix keys are annotation patterns (`curate.annotate.patterns.domain_key`, `url_prefixes`), computed
 by the same Python functions the review and the matcher use, so a key in the statistics is a pattern as written.
 
-Outputs under `<iter>/04_domains/`: DOMAIN_STATS, `_prefixes/` (PREFIX_STATS), `_samples/` (DOMAIN_SAMPLES) and
+Outputs of the stage (registry.DOMAINS): DOMAIN_STATS, `_prefixes/` (PREFIX_STATS), `_samples/` (DOMAIN_SAMPLES) and
 `_uncollected/` (UNCOLLECTED_PAGES).
 """
 
@@ -24,14 +24,12 @@ from curate.annotate.patterns import domain_key, url_prefixes
 from curate.io import fs
 from curate.manifest import Manifest
 from curate.schema import DOMAIN_STATS, DROP_DETAIL, DROP_REASON, arrow_schema_of, spark_schema, with_drop_fields
-from curate.stage import RunContext, Stage, StepsFunction
+from curate.stage import Inputs, RunContext, StepsFunction, open_stage
 from curate.stages.classify import with_collected_flag
+from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 from curate.step import Step
 
 DOMAINS_STEP = "domain_stats_v2"
-PREFIXES_DIR = "_prefixes"
-SAMPLES_DIR = "_samples"
-UNCOLLECTED_DIR = "_uncollected"
 KEYS = ("host", "registered_domain")
 SAMPLES_PER_PREFIX = 5
 SAMPLES_PER_SIDE = 3  # per flagged domain: this many collected and this many uncollected pages
@@ -49,7 +47,7 @@ class DomainConfig:
     def __post_init__(self) -> None:
         from curate.errors import ConfigError
 
-        if self.key not in ("host", "registered_domain"):
+        if self.key not in KEYS:
             raise ConfigError(f"domains.key must be host or registered_domain, got {self.key!r}")
         if isinstance(self.flag_threshold, bool) or not 0.0 < self.flag_threshold <= 1.0:
             raise ConfigError(f"domains.flag_threshold must be a number in (0, 1], got {self.flag_threshold!r}")
@@ -108,119 +106,108 @@ def _title_and_snippet(text: Any) -> tuple[Any, Any]:
     return title, F.substring(rest, 1, SNIPPET_CHARS)
 
 
-def run_domains(
-    ctx: RunContext, name: str, scored_stage: str, selected_stage: str, config: DomainConfig | None = None
-) -> Manifest:
-    """`scored_stage`: every page of the iteration; `selected_stage`: the pages collected."""
+def run_domains(ctx: RunContext, inputs: Inputs, config: DomainConfig) -> Manifest:
+    """`inputs.stages`: the iteration's scored stage (every page) and its select stage (the pages collected)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    config = config or DomainConfig()
-    if config.key not in KEYS:
-        from curate.errors import ConfigError
-
-        raise ConfigError(f"domains.key must be host or registered_domain, got {config.key!r}")
-    stage = Stage(
-        ctx,
-        name,
-        config=config.__dict__,
-        steps=[DOMAINS_STEP, DomainKeyStep.name],
-        inputs=[scored_stage, selected_stage],
-    )
-    done = stage.finished()
-    if done is not None:
-        return done
-    stage.begin()
-    spark = ctx.spark
-    keyed = _keyed_pages(spark, scored_stage, selected_stage, config).persist()
-    texts = spark.read.parquet(fs.to_uri(scored_stage)).select("doc_id", "text")
-    pages = keyed.filter(F.col("domain").isNotNull())
-    domains = (
-        pages.groupBy("domain")
-        .agg(F.count("*").alias("pages_seen"), F.sum(F.col("collected").cast("long")).alias("pages_collected"))
-        .filter(F.col("pages_seen") >= config.min_pages)
-        .withColumn("collected_fraction", F.col("pages_collected") / F.col("pages_seen"))
-        .withColumn("flagged", F.col("collected_fraction") > F.lit(config.flag_threshold))
-        .select(*[f.name for f in DOMAIN_STATS])
-    )
-    domains = spark.createDataFrame(domains.rdd, spark_schema(DOMAIN_STATS)).persist()
-    domains.orderBy(F.desc("pages_seen"), "domain").coalesce(1).write.mode("overwrite").parquet(
-        fs.to_uri(stage.tmp_path)
-    )
-
-    flagged = domains.filter("flagged").select("domain")
-    in_flagged = pages.join(F.broadcast(flagged), "domain")
-
-    prefixed = in_flagged.select("domain", "doc_id", "url", "collected", F.explode("url_prefixes").alias("prefix"))
-    counts = prefixed.groupBy("domain", "prefix").agg(
-        F.count("*").alias("pages_seen"), F.sum(F.col("collected").cast("long")).alias("pages_collected")
-    )
-    # Samples: the smallest doc ids, so the suggestions are the same on every run.
-    first = prefixed.withColumn(
-        "_rank", F.row_number().over(Window.partitionBy("domain", "prefix").orderBy("doc_id"))
-    ).filter(F.col("_rank") <= SAMPLES_PER_PREFIX)
-    samples = (
-        first.join(texts, "doc_id")
-        .groupBy("domain", "prefix")
-        .agg(
-            F.array_sort(
-                F.collect_list(F.struct("doc_id", "url", F.substring(F.col("text"), 1, SNIPPET_CHARS).alias("snippet")))
-            ).alias("_samples")
+    scored_stage, selected_stage = inputs.stages
+    with open_stage(ctx, inputs, config=config.__dict__, steps=[DOMAINS_STEP, DomainKeyStep.name]) as stage:
+        if not stage.pending:
+            return stage.result
+        spark = ctx.spark
+        keyed = _keyed_pages(spark, scored_stage, selected_stage, config).persist()
+        texts = spark.read.parquet(fs.to_uri(scored_stage)).select("doc_id", "text")
+        pages = keyed.filter(F.col("domain").isNotNull())
+        domains = (
+            pages.groupBy("domain")
+            .agg(F.count("*").alias("pages_seen"), F.sum(F.col("collected").cast("long")).alias("pages_collected"))
+            .filter(F.col("pages_seen") >= config.min_pages)
+            .withColumn("collected_fraction", F.col("pages_collected") / F.col("pages_seen"))
+            .withColumn("flagged", F.col("collected_fraction") > F.lit(config.flag_threshold))
+            .select(*[f.name for f in DOMAIN_STATS])
         )
-    )
-    prefixes = counts.join(samples, ["domain", "prefix"], "left").select(
-        "domain",
-        "prefix",
-        "pages_seen",
-        "pages_collected",
-        (F.col("pages_collected") / F.col("pages_seen")).alias("collected_fraction"),
-        F.col("_samples.url").alias("sample_urls"),
-        F.col("_samples.snippet").alias("sample_snippets"),
-    )
-    prefixes.orderBy("domain", F.desc("pages_seen"), "prefix").coalesce(1).write.mode("overwrite").parquet(
-        fs.to_uri(fs.join(stage.tmp_path, PREFIXES_DIR))
-    )
+        domains = spark.createDataFrame(domains.rdd, spark_schema(DOMAIN_STATS)).persist()
+        domains.orderBy(F.desc("pages_seen"), "domain").coalesce(1).write.mode("overwrite").parquet(
+            fs.to_uri(stage.tmp_path)
+        )
 
-    # Both sides, so an annotator sees what the classifier already took and what a label would add.
-    sides = in_flagged.withColumn(
-        "_rank", F.row_number().over(Window.partitionBy("domain", "collected").orderBy("doc_id"))
-    ).filter(F.col("_rank") <= SAMPLES_PER_SIDE)
-    title, snippet = _title_and_snippet(F.col("text"))
-    sides.join(texts, "doc_id").select(
-        "domain", "doc_id", "url", "collected", title.alias("title"), snippet.alias("snippet")
-    ).orderBy("domain", F.desc("collected"), "doc_id").coalesce(1).write.mode("overwrite").parquet(
-        fs.to_uri(fs.join(stage.tmp_path, SAMPLES_DIR))
-    )
+        flagged = domains.filter("flagged").select("domain")
+        in_flagged = pages.join(F.broadcast(flagged), "domain")
 
-    # A pattern covers its host's subdomains, which may be domains of their own under a host key: count the
-    # uncollected pages of the whole site, so the review's seed estimate covers every page a label can reach.
-    sites = in_flagged.select("registered_domain").where(F.col("registered_domain").isNotNull()).distinct()
-    keyed.filter(~F.col("collected")).join(F.broadcast(sites), "registered_domain").select(
-        "registered_domain", "url"
-    ).orderBy("registered_domain", "url").write.mode("overwrite").parquet(
-        fs.to_uri(fs.join(stage.tmp_path, UNCOLLECTED_DIR))
-    )
+        prefixed = in_flagged.select("domain", "doc_id", "url", "collected", F.explode("url_prefixes").alias("prefix"))
+        counts = prefixed.groupBy("domain", "prefix").agg(
+            F.count("*").alias("pages_seen"), F.sum(F.col("collected").cast("long")).alias("pages_collected")
+        )
+        # Samples: the smallest doc ids, so the suggestions are the same on every run.
+        first = prefixed.withColumn(
+            "_rank", F.row_number().over(Window.partitionBy("domain", "prefix").orderBy("doc_id"))
+        ).filter(F.col("_rank") <= SAMPLES_PER_PREFIX)
+        samples = (
+            first.join(texts, "doc_id")
+            .groupBy("domain", "prefix")
+            .agg(
+                F.array_sort(
+                    F.collect_list(
+                        F.struct("doc_id", "url", F.substring(F.col("text"), 1, SNIPPET_CHARS).alias("snippet"))
+                    )
+                ).alias("_samples")
+            )
+        )
+        prefixes = counts.join(samples, ["domain", "prefix"], "left").select(
+            "domain",
+            "prefix",
+            "pages_seen",
+            "pages_collected",
+            (F.col("pages_collected") / F.col("pages_seen")).alias("collected_fraction"),
+            F.col("_samples.url").alias("sample_urls"),
+            F.col("_samples.snippet").alias("sample_snippets"),
+        )
+        prefixes.orderBy("domain", F.desc("pages_seen"), "prefix").coalesce(1).write.mode("overwrite").parquet(
+            fs.to_uri(fs.join(stage.tmp_path, PREFIXES_DIR))
+        )
 
-    n_domains = domains.count()
-    top = [
-        row.asDict()
-        for row in domains.orderBy(F.desc("pages_collected"), F.desc("pages_seen"), "domain").limit(20).collect()
-    ]
-    n_flagged = domains.filter("flagged").count()
-    n_pages = int(keyed.count())
-    without_domain = int(keyed.filter(F.col("domain").isNull()).count())
-    domains.unpersist()
-    keyed.unpersist()
-    return stage.commit(
-        rows_in=n_domains,
-        rows_out=n_domains,
-        drops={},
-        extra={
-            "pages": n_pages,
-            # Pages whose host cannot be a pattern (an IP literal with a port, a malformed name): in no domain.
-            "pages_without_domain": without_domain,
-            "flagged_domains": n_flagged,
-            "top_domains": top,
-            "key": config.key,
-        },
-    )
+        # Both sides, so an annotator sees what the classifier already took and what a label would add.
+        sides = in_flagged.withColumn(
+            "_rank", F.row_number().over(Window.partitionBy("domain", "collected").orderBy("doc_id"))
+        ).filter(F.col("_rank") <= SAMPLES_PER_SIDE)
+        title, snippet = _title_and_snippet(F.col("text"))
+        sides.join(texts, "doc_id").select(
+            "domain", "doc_id", "url", "collected", title.alias("title"), snippet.alias("snippet")
+        ).orderBy("domain", F.desc("collected"), "doc_id").coalesce(1).write.mode("overwrite").parquet(
+            fs.to_uri(fs.join(stage.tmp_path, SAMPLES_DIR))
+        )
+
+        # A pattern covers its host's subdomains, which may be domains of their own under a host key: count the
+        # uncollected pages of the whole site, so the review's seed estimate covers every page a label can reach.
+        sites = in_flagged.select("registered_domain").where(F.col("registered_domain").isNotNull()).distinct()
+        keyed.filter(~F.col("collected")).join(F.broadcast(sites), "registered_domain").select(
+            "registered_domain", "url"
+        ).orderBy("registered_domain", "url").write.mode("overwrite").parquet(
+            fs.to_uri(fs.join(stage.tmp_path, UNCOLLECTED_DIR))
+        )
+
+        n_domains = domains.count()
+        top = [
+            row.asDict()
+            for row in domains.orderBy(F.desc("pages_collected"), F.desc("pages_seen"), "domain").limit(20).collect()
+        ]
+        n_flagged = domains.filter("flagged").count()
+        n_pages = int(keyed.count())
+        without_domain = int(keyed.filter(F.col("domain").isNull()).count())
+        domains.unpersist()
+        keyed.unpersist()
+        stage.finish(
+            rows_in=n_domains,
+            rows_out=n_domains,
+            drops={},
+            extra={
+                "pages": n_pages,
+                # Pages whose host cannot be a pattern (an IP literal with a port, a malformed name): in no domain.
+                "pages_without_domain": without_domain,
+                "flagged_domains": n_flagged,
+                "top_domains": top,
+                "key": config.key,
+            },
+        )
+    return stage.result

@@ -47,20 +47,22 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from curate import __version__
-from curate.classify.tokens import DEEPSEEK_BPE, N_TOKENS, TOKENIZERS
+from curate.classify.tokens import DEEPSEEK_BPE, TOKENIZERS
 from curate.errors import ConfigError, CurateError
 from curate.io import fs
 from curate.manifest import config_hash, fingerprint
-from curate.run_layout import CONTAMINATION_DIR, DUPLICATES_DIR, RunLayout
+from curate.run_layout import RunLayout
 from curate.schema import (
     DECONTAM_CLEAN,
     DECONTAM_CONTAMINATED,
     DECONTAM_UNCHECKED,
     EXPORT,
     EXPORT_FORMAT_VERSION,
+    N_TOKENS,
     spark_schema,
 )
 from curate.stages.dataset_card import CARD_FILE, dataset_card
+from curate.stages.registry import CONTAMINATION_DIR, DUPLICATES_DIR
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -26,22 +26,22 @@ from curate.io.warc import DEFAULT_MAX_RECORD_BYTES
 from curate.manifest import Manifest
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, NOTE_REASON, WARC_FILES
 from curate.stage import (
+    Inputs,
     OutputCounts,
     RunContext,
-    Stage,
     count_rows,
+    open_stage,
     run_step_stage,
     write_local_output,
     write_spark_output,
 )
+from curate.stages.registry import EXTRACT, URL_DEDUP
 from curate.step import Step
 from curate.steps.extract import DEFAULT_RECORD_TIMEOUT_S, DEFAULT_WORKER_MEMORY_MB, ExtractStep
 from curate.steps.language import LanguageStep
 from curate.steps.read_warc import ReadWarcStep
 from curate.steps.urls import NormalizeUrlStep
 
-EXTRACT_STAGE = "01_extract"
-URL_DEDUP_STAGE = "02_url_dedup"
 # Problems that concern a whole file rather than one record: the end-of-run summary names these files.
 FILE_PROBLEMS = ("unreadable_file", "truncated_record", "empty_file", NOTE_REASON)
 
@@ -109,14 +109,13 @@ def _per_file_accounting(counts: OutputCounts) -> tuple[list[dict[str, Any]], di
     return problems, {"per_file": dict(sorted(per_file.items()))}
 
 
-def run_extract(ctx: RunContext, warc_paths: list[str], config: IngestConfig | None = None) -> Manifest:
-    config = config or IngestConfig()
+def run_extract(ctx: RunContext, inputs: Inputs, config: IngestConfig) -> Manifest:
+    """`inputs.files`: the WARC files. Every record becomes one row, kept or dropped with a reason."""
     return run_step_stage(
         ctx,
-        EXTRACT_STAGE,
+        inputs,
         ingest_steps(config),
         input_schema=WARC_FILES,
-        source_files=warc_paths,
         count_by=("warc_path",),
         collect_reasons=FILE_PROBLEMS,
         accounting=_per_file_accounting,
@@ -128,29 +127,24 @@ def run_extract(ctx: RunContext, warc_paths: list[str], config: IngestConfig | N
 URL_DEDUP_STEP = "exact_url_dedup_v1"
 
 
-def run_url_dedup(ctx: RunContext) -> Manifest:
-    source = ctx.stage_dir(EXTRACT_STAGE)
-    stage = Stage(
-        ctx,
-        URL_DEDUP_STAGE,
-        config={"keep": "latest warc_date, then smallest doc_id"},
-        steps=[URL_DEDUP_STEP],
-        inputs=[source],
-    )
-    done = stage.finished()
-    if done is not None:
-        return done
-    stage.begin()
-    if ctx.runner == "local":
-        parts = sorted(str(p) for p in Path(fs.local_path(source)).glob("part-*.parquet"))
-        drops = _url_duplicates_local(parts)
-        schema = pq.read_schema(parts[0]) if parts else DOCUMENTS
-        schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
-        counts = write_local_output(stage, _with_drops(parts, drops), schema)
-    else:
-        df = ctx.spark.read.parquet(fs.to_uri(source))
-        counts = write_spark_output(stage, _flag_url_duplicates_spark(df))
-    return stage.commit(rows_in=count_rows(ctx, source), rows_out=counts.rows_out, drops=counts.drops)
+def run_url_dedup(ctx: RunContext, inputs: Inputs, config: None = None) -> Manifest:
+    """`inputs.stages`: the extract stage. Keeps one document per URL (the latest capture)."""
+    (source,) = inputs.stages
+    with open_stage(
+        ctx, inputs, config={"keep": "latest warc_date, then smallest doc_id"}, steps=[URL_DEDUP_STEP]
+    ) as stage:
+        if stage.pending:
+            if ctx.runner == "local":
+                parts = sorted(str(p) for p in Path(fs.local_path(source)).glob("part-*.parquet"))
+                drops = _url_duplicates_local(parts)
+                schema = pq.read_schema(parts[0]) if parts else DOCUMENTS
+                schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
+                counts = write_local_output(stage, _with_drops(parts, drops), schema)
+            else:
+                df = ctx.spark.read.parquet(fs.to_uri(source))
+                counts = write_spark_output(stage, _flag_url_duplicates_spark(df))
+            stage.finish(rows_in=count_rows(ctx, source), rows_out=counts.rows_out, drops=counts.drops)
+    return stage.result
 
 
 def _url_duplicates_local(parts: list[str]) -> tuple[list[str | None], list[str | None]]:
@@ -203,4 +197,7 @@ def _flag_url_duplicates_spark(df: Any) -> Any:
 
 
 def run_ingest(ctx: RunContext, warc_paths: list[str], config: IngestConfig | None = None) -> list[Manifest]:
-    return [run_extract(ctx, warc_paths, config), run_url_dedup(ctx)]
+    """`curate ingest`: the extract and URL-dedup stages under their registry names."""
+    extract = run_extract(ctx, Inputs(EXTRACT.name(), files=tuple(warc_paths)), config or IngestConfig())
+    url_dedup = run_url_dedup(ctx, Inputs(URL_DEDUP.name(), stages=(ctx.stage_dir(extract.stage),)))
+    return [extract, url_dedup]

@@ -17,7 +17,7 @@ from curate.annotate.patterns import PatternMatcher
 from curate.annotate.store import MATH, NOT_MATH
 from curate.manifest import Manifest, canonical_json
 from curate.schema import arrow_schema_of, spark_schema, with_drop_fields
-from curate.stage import RunContext, Stage, StepsFunction, count_rows, write_spark_output
+from curate.stage import Inputs, RunContext, StepsFunction, count_rows, open_stage, write_spark_output
 from curate.stages.classify import with_collected_flag
 from curate.step import Step, mark_dropped
 
@@ -68,26 +68,21 @@ def labels_digest(labels: dict[str, str]) -> str:
     return hashlib.sha256(canonical_json(labels).encode()).hexdigest()[:16]
 
 
-def run_seed_expansion(
-    ctx: RunContext, name: str, scored_stage: str, selected_stage: str, labels: dict[str, str]
-) -> Manifest:
-    stage = Stage(
-        ctx,
-        name,
-        config={"annotations": labels_digest(labels), "patterns": len(labels)},
-        steps=[SEED_STEP],
-        inputs=[scored_stage, selected_stage],
-    )
-    done = stage.finished()
-    if done is not None:
-        return done
-    stage.begin()
-    spark = ctx.spark
-    joined = with_collected_flag(spark, scored_stage, selected_stage)
-    step = SeedMatchStep(labels)
-    input_schema = arrow_schema_of(joined)
-    out_schema = with_drop_fields(step.output_schema(input_schema))
-    out = joined.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
-    counts = write_spark_output(stage, out)
-    rows_in = count_rows(ctx, scored_stage)
-    return stage.commit(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra={"patterns": len(labels)})
+def run_seed_expansion(ctx: RunContext, inputs: Inputs, labels: dict[str, str]) -> Manifest:
+    """`inputs.stages`: the iteration's scored and select stages; `labels`: {URL pattern: math | not-math}."""
+    scored_stage, selected_stage = inputs.stages
+    with open_stage(
+        ctx, inputs, config={"annotations": labels_digest(labels), "patterns": len(labels)}, steps=[SEED_STEP]
+    ) as stage:
+        if not stage.pending:
+            return stage.result
+        spark = ctx.spark
+        joined = with_collected_flag(spark, scored_stage, selected_stage)
+        step = SeedMatchStep(labels)
+        input_schema = arrow_schema_of(joined)
+        out_schema = with_drop_fields(step.output_schema(input_schema))
+        out = joined.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
+        counts = write_spark_output(stage, out)
+        rows_in = count_rows(ctx, scored_stage)
+        stage.finish(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra={"patterns": len(labels)})
+    return stage.result

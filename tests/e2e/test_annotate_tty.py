@@ -22,7 +22,7 @@ import pytest
 
 from curate.annotate.patterns import domain_key, matches, split_url, url_prefixes
 from curate.schema import DOMAIN_SAMPLES, DOMAIN_STATS, PREFIX_STATS, UNCOLLECTED_PAGES
-from curate.stages.domains import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
+from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 from curate.steps.urls import registered_domain
 
 # Crawled text is hostile: a title-setting OSC and a clear-screen CSI hidden in one real snippet must reach the

@@ -12,8 +12,9 @@ import pytest
 from support.warcs import real_pages, write_warc
 
 from curate.annotate.store import AnnotationStore
+from curate.manifest import read_manifest
 from curate.pipeline import PipelineConfig, run_pipeline
-from curate.stage import RunContext, read_stage_manifest, read_stage_table
+from curate.stage import RunContext, read_stage_table
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -84,14 +85,14 @@ def test_two_iterations_with_scripted_annotations(spark, shared_data: Path, warc
     assert second.status in ("complete", "stopped_by_overlap")
     # Iteration 1 was resumed, not redone.
     for stage, manifest in iteration_one.items():
-        assert read_stage_manifest(ctx.stage_dir(stage)).created == manifest.created  # type: ignore[union-attr]
+        assert read_manifest(ctx.stage_dir(stage)).created == manifest.created  # type: ignore[union-attr]
     seed = {r["doc_id"] for r in read_stage_table(ctx.stage_dir("iter-01/05_seed"), ["doc_id"]).to_pylist()}
     assert seed == expected_seed
-    seed_manifest = read_stage_manifest(ctx.stage_dir("iter-01/05_seed"))
+    seed_manifest = read_manifest(ctx.stage_dir("iter-01/05_seed"))
     assert seed_manifest is not None and seed_manifest.balanced
     models = [it.model_id for it in second.iterations]
     assert len(models) == 2 and models[0] != models[1]
-    train_two = read_stage_manifest(ctx.stage_dir("iter-02/01_train"))
+    train_two = read_manifest(ctx.stage_dir("iter-02/01_train"))
     assert train_two is not None and train_two.extra["model_id"] == models[1]
     assert second.iterations[1].overlap_with_previous is not None
     assert 0.0 <= second.iterations[1].overlap_with_previous <= 1.0

@@ -7,14 +7,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.runs import commit_table_as_stage
 
 from curate.classify.seed import documents_table, read_seed
 from curate.classify.select import BELOW_THRESHOLD, OVER_BUDGET, SelectConfig, select_spark
 from curate.classify.train import train_classifier
 from curate.manifest import read_manifest
 from curate.schema import DROP_REASON, spark_schema
-from curate.stage import RunContext, Stage, StepsFunction, read_stage_table
-from curate.stages.classify import RANKING_DIR, run_score_stage, run_select_stage
+from curate.stage import Inputs, RunContext, StepsFunction, read_stage_table
+from curate.stages import registry
+from curate.stages.classify import ScoreConfig, run_score, run_select
+from curate.stages.registry import RANKING_DIR
 from curate.step import final_schema, run_steps
 from curate.steps.mathscore import MathScoreStep
 
@@ -98,24 +101,21 @@ def test_token_budget_matches_sort_and_cut_for_any_partitioning(
 def test_score_and_select_stages_commit_and_skip_when_done(spark, corpus: tuple[Path, Path], tmp_path: Path) -> None:
     model_path, documents = corpus
     run = str(tmp_path / "run")
-    upstream = Stage(RunContext(run, runner="local"), "03_near_dedup", config={}, steps=["fixture"])
-    upstream.begin()
     table = pq.read_table(documents)
-    Path(upstream.tmp_path).mkdir(parents=True)
-    pq.write_table(table, Path(upstream.tmp_path, "part-00000.parquet"))
-    upstream.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
+    corpus_dir = commit_table_as_stage(RunContext(run, runner="local"), registry.NEAR_DEDUP.name(), table)
 
     ctx = RunContext(run).use_session(spark)
-    score = run_score_stage(ctx, model_path)
+    score = run_score(ctx, Inputs(registry.SCORE.name(), stages=(corpus_dir,)), ScoreConfig(str(model_path)))
     assert score.rows_in == score.rows_out == table.num_rows and score.drops == {}
     config = SelectConfig(min_score=0.3, token_budget=100_000, sweep=(50_000, 100_000, 200_000))
-    select = run_select_stage(ctx, config)
+    select_inputs = Inputs(registry.SELECT.name(), stages=(ctx.stage_dir(score.stage),))
+    select = run_select(ctx, select_inputs, config)
     assert select.balanced and set(select.drops) <= {BELOW_THRESHOLD, OVER_BUDGET}
     assert select.extra["boundary"]["cum_tokens"] <= 100_000
-    kept = read_stage_table(ctx.stage_dir("05_math_select"))
+    kept = read_stage_table(ctx.stage_dir(select.stage))
     assert kept.num_rows == select.rows_out and min(kept["math_score"].to_pylist()) >= 0.3
     assert sum(kept["n_tokens"].to_pylist()) == select.extra["boundary"]["cum_tokens"]
-    assert Path(ctx.stage_dir("05_math_select"), RANKING_DIR).is_dir()
-    again = run_select_stage(ctx, config)
+    assert Path(ctx.stage_dir(select.stage), RANKING_DIR).is_dir()
+    again = run_select(ctx, select_inputs, config)
     assert again.created == select.created  # finished stage skipped
-    assert read_manifest(ctx.stage_dir("04_math_score")) is not None
+    assert read_manifest(ctx.stage_dir(registry.SCORE.name())) is not None

@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from support.decontam import BENCHMARKS, check_stage, planted_documents
 from support.runs import commit_table_as_stage
 
-from curate.stage import RunContext, read_stage_table
-from curate.stages.decontam import CONTAMINATION_DIR, run_decontam_stage
+from curate.stage import Inputs, RunContext, read_stage_table
+from curate.stages.decontam import DecontamConfig, run_decontaminate
+from curate.stages.registry import CONTAMINATION_DIR
 
 pytestmark = pytest.mark.spark
 
@@ -31,7 +32,8 @@ def test_spark_stage_matches_local_runner(spark, shared_data: Path, tmp_path: Pa
     results = []
     for ctx in (spark_ctx, local_ctx):
         source = commit_table_as_stage(ctx, "03_near_dedup", table)
-        manifest = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+        config = DecontamConfig(only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+        manifest = run_decontaminate(ctx, Inputs("90_decontaminate", stages=(source,)), config)
         stage_dir = ctx.stage_dir(manifest.stage)
         check_stage(stage_dir, table, plants, mode)
         results.append((manifest, stage_dir))

@@ -15,15 +15,9 @@ from support.runs import commit_table_as_stage
 
 from curate.manifest import read_manifest
 from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
-from curate.stage import RunContext, read_rejected_table, read_stage_table
-from curate.stages.dedup import (
-    DUPLICATES_DIR,
-    NEAR_DEDUP_STAGE,
-    SIGNATURES_DIR,
-    connected_components,
-    deduplicate,
-    run_dedup_stage,
-)
+from curate.stage import Inputs, RunContext, read_rejected_table, read_stage_table
+from curate.stages.dedup import DedupConfig, connected_components, deduplicate, run_near_dedup
+from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP, SIGNATURES_DIR
 from curate.step import conform
 from curate.steps.minhash import shingles
 
@@ -73,7 +67,7 @@ def staged(spark, corpus: PlantedCorpus, tmp_path_factory: pytest.TempPathFactor
     previous = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "2")
     try:
-        run_dedup_stage(ctx, source)
+        run_near_dedup(ctx, Inputs(NEAR_DEDUP.name(), stages=(source,)), DedupConfig())
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", previous)
     return ctx, source
@@ -90,7 +84,7 @@ def _clusters(rows: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
 
 def test_planted_duplicates_found_and_nothing_dissimilar_merged(staged, corpus: PlantedCorpus) -> None:
     ctx, _ = staged
-    stage_dir = ctx.stage_dir(NEAR_DEDUP_STAGE)
+    stage_dir = ctx.stage_dir(NEAR_DEDUP.name())
     duplicates = read_stage_table(f"{stage_dir}/{DUPLICATES_DIR}")
     assert duplicates.schema.names == DUPLICATES.names
     cluster_of, kept_of = _clusters(duplicates.to_pylist())
@@ -128,14 +122,14 @@ def test_planted_duplicates_found_and_nothing_dissimilar_merged(staged, corpus: 
 
 def test_rerun_is_skipped(staged) -> None:
     ctx, source = staged
-    before = (Path(ctx.stage_dir(NEAR_DEDUP_STAGE)) / "_manifest.json").read_text()
-    run_dedup_stage(ctx, source)
-    assert (Path(ctx.stage_dir(NEAR_DEDUP_STAGE)) / "_manifest.json").read_text() == before
+    before = (Path(ctx.stage_dir(NEAR_DEDUP.name())) / "_manifest.json").read_text()
+    run_near_dedup(ctx, Inputs(NEAR_DEDUP.name(), stages=(source,)), DedupConfig())
+    assert (Path(ctx.stage_dir(NEAR_DEDUP.name())) / "_manifest.json").read_text() == before
 
 
 def test_same_output_across_runs_and_shuffle_partitions(spark, staged) -> None:
     ctx, source = staged
-    reference = read_stage_table(f"{ctx.stage_dir(NEAR_DEDUP_STAGE)}/{DUPLICATES_DIR}")
+    reference = read_stage_table(f"{ctx.stage_dir(NEAR_DEDUP.name())}/{DUPLICATES_DIR}")
     previous = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "8")
     try:
@@ -152,10 +146,10 @@ def test_incremental_dedup_against_an_earlier_dump(
     spark, staged, corpus: PlantedCorpus, real_documents: list[tuple[str, str, str]], tmp_path: Path
 ) -> None:
     ctx, _ = staged
-    earlier_stage = ctx.stage_dir(NEAR_DEDUP_STAGE)
+    earlier_stage = ctx.stage_dir(NEAR_DEDUP.name())
     earlier_kept = set(read_stage_table(earlier_stage, ["doc_id"]).column("doc_id").to_pylist())
     # The earlier dump's documents are not needed: only its stored signatures and manifest travel.
-    earlier = tmp_path / "earlier" / NEAR_DEDUP_STAGE
+    earlier = tmp_path / "earlier" / NEAR_DEDUP.name()
     earlier.mkdir(parents=True)
     shutil.copytree(f"{earlier_stage}/{SIGNATURES_DIR}", earlier / SIGNATURES_DIR)
     shutil.copy(f"{earlier_stage}/_manifest.json", earlier / "_manifest.json")
@@ -172,11 +166,10 @@ def test_incremental_dedup_against_an_earlier_dump(
     )
 
     ctx2 = RunContext(str(tmp_path / "dump2"), master="local[2]").use_session(spark)
-    manifest = run_dedup_stage(
-        ctx2, commit_table_as_stage(ctx2, "02_url_dedup", _documents(dump)), previous=[str(earlier)]
-    )
+    source2 = commit_table_as_stage(ctx2, "02_url_dedup", _documents(dump))
+    manifest = run_near_dedup(ctx2, Inputs(NEAR_DEDUP.name(), stages=(source2, str(earlier))), DedupConfig())
     assert manifest.balanced and manifest.extra["previous"] == [str(earlier)]
-    duplicates = read_stage_table(f"{ctx2.stage_dir(NEAR_DEDUP_STAGE)}/{DUPLICATES_DIR}").to_pylist()
+    duplicates = read_stage_table(f"{ctx2.stage_dir(NEAR_DEDUP.name())}/{DUPLICATES_DIR}").to_pylist()
     kept_of = {r["doc_id"]: r["kept_doc_id"] for r in duplicates}
     # Only new documents are removed; each in favour of an earlier kept document or another new one.
     assert set(kept_of) <= set(dump.doc_ids)

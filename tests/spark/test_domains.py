@@ -17,8 +17,9 @@ from curate.annotate.review import ReviewSession
 from curate.annotate.stats import build_queue, load_stats
 from curate.annotate.store import AnnotationStore
 from curate.schema import DOCUMENTS
-from curate.stage import RunContext, read_stage_table
-from curate.stages.domains import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR, DomainConfig, run_domains
+from curate.stage import Inputs, RunContext, read_stage_table
+from curate.stages.domains import DomainConfig, run_domains
+from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 from curate.stages.seed import run_seed_expansion
 from curate.steps.urls import normalize_url, registered_domain
 
@@ -69,7 +70,7 @@ def test_domain_stats_samples_and_the_reviews_seed_count(spark, pages: pa.Table,
     collected_ids = {r["doc_id"] for r in collected}
     selected = commit_table_as_stage(ctx, "selected", pa.Table.from_pylist(collected, schema=DOCUMENTS))
 
-    manifest = run_domains(ctx, "domains", scored, selected, DomainConfig(flag_threshold=0.10))
+    manifest = run_domains(ctx, Inputs("domains", stages=(scored, selected)), DomainConfig(flag_threshold=0.10))
     stats = {r["domain"]: r for r in read_stage_table(str(tmp_path / "domains")).to_pylist()}
     by_key: dict[str, int] = {}
     for row in rows:
@@ -120,13 +121,15 @@ def test_domain_stats_samples_and_the_reviews_seed_count(spark, pages: pa.Table,
     assert item.prefixes
     gain, _ = session.seed_change(domain, {})
     assert gain == stats[domain]["pages_seen"] - 1
-    seeded = run_seed_expansion(ctx, "seed-domain", scored, selected, {domain: "math"})
+    seeded = run_seed_expansion(ctx, Inputs("seed-domain", stages=(scored, selected)), {domain: "math"})
     assert seeded.rows_out == gain
     prefix = max(item.prefixes, key=lambda p: (p.pages_seen - p.pages_collected, p.pattern)).pattern
     _, loss = session.seed_change(prefix, {domain: "math"})
     assert loss > 0
-    narrowed = run_seed_expansion(ctx, "seed-narrowed", scored, selected, {domain: "math", prefix: "not-math"})
+    narrowed = run_seed_expansion(
+        ctx, Inputs("seed-narrowed", stages=(scored, selected)), {domain: "math", prefix: "not-math"}
+    )
     assert narrowed.rows_out == gain - loss
 
-    again = run_domains(ctx, "domains", scored, selected, DomainConfig(flag_threshold=0.10))
+    again = run_domains(ctx, Inputs("domains", stages=(scored, selected)), DomainConfig(flag_threshold=0.10))
     assert again.created == manifest.created  # finished stage skipped

@@ -25,7 +25,8 @@ from support.warcs import Page, real_pages, write_warc
 
 from curate.manifest import Manifest, read_manifest
 from curate.stage import RunContext, read_rejected_table, read_stage_table
-from curate.stages.ingest import EXTRACT_STAGE, IngestConfig, run_ingest
+from curate.stages.ingest import IngestConfig, run_ingest
+from curate.stages.registry import EXTRACT
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
 
@@ -104,7 +105,7 @@ def clean_run(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 def _extract_manifest(run_dir: Path) -> Manifest:
-    manifest = read_manifest(run_dir / EXTRACT_STAGE)
+    manifest = read_manifest(run_dir / EXTRACT.name())
     assert manifest is not None
     return manifest
 
@@ -121,12 +122,12 @@ def test_the_job_finishes_balanced_with_every_hostile_record_named(hostile_run, 
     assert len(per_file) == 2 + len(EXPECTED_RECORDS) + 1
     for path, entry in per_file.items():
         assert entry["records"] == entry["documents"] + sum(entry["drops"].values()), path
-    rejected = read_rejected_table(str(run_dir / EXTRACT_STAGE)).to_pylist()
+    rejected = read_rejected_table(str(run_dir / EXTRACT.name())).to_pylist()
     by_url = {(Path(r["warc_path"]).name, r["url"]): r for r in rejected}
     for file_name, reason in EXPECTED_RECORDS.items():
         entry = next(e for path, e in per_file.items() if Path(path).name == file_name)
         assert {r: n for r, n in entry["drops"].items() if r != "not_response"} == {reason: 1}, file_name
-    kept = read_stage_table(str(run_dir / EXTRACT_STAGE)).to_pylist()
+    kept = read_stage_table(str(run_dir / EXTRACT.name())).to_pylist()
     kept_urls = {d["url"] for d in kept}
     for name, reason in EXPECTED_DROPS.items():
         url = f"{HOSTILE_HOST}{name}.html"
@@ -143,8 +144,8 @@ def test_the_job_finishes_balanced_with_every_hostile_record_named(hostile_run, 
 
 def test_every_healthy_page_is_identical_to_the_clean_run(hostile_run, clean_run) -> None:
     run_dir = hostile_run[0]
-    hostile_docs = read_stage_table(str(run_dir / EXTRACT_STAGE))
-    clean_docs = _rows_by_doc_id(read_stage_table(str(clean_run / EXTRACT_STAGE)))
+    hostile_docs = read_stage_table(str(run_dir / EXTRACT.name()))
+    clean_docs = _rows_by_doc_id(read_stage_table(str(clean_run / EXTRACT.name())))
     healthy_in_hostile_run = {
         doc_id: row
         for doc_id, row in _rows_by_doc_id(hostile_docs).items()
@@ -158,8 +159,8 @@ def test_every_healthy_page_is_identical_to_the_clean_run(hostile_run, clean_run
 
 
 def test_the_math_page_after_each_hostile_page_is_extracted_as_in_the_clean_run(hostile_run, clean_run) -> None:
-    clean_text = {row["url"]: row["text"] for row in read_stage_table(str(clean_run / EXTRACT_STAGE)).to_pylist()}
-    kept = read_stage_table(str(hostile_run[0] / EXTRACT_STAGE)).to_pylist()
+    clean_text = {row["url"]: row["text"] for row in read_stage_table(str(clean_run / EXTRACT.name())).to_pylist()}
+    kept = read_stage_table(str(hostile_run[0] / EXTRACT.name())).to_pylist()
     followers = [d for d in kept if "after=" in d["url"]]
     assert len(followers) == len(HOSTILE_PAGES)
     for doc in followers:

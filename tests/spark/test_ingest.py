@@ -10,7 +10,8 @@ import pytest
 from curate.io.fs import expand_inputs
 from curate.manifest import Manifest
 from curate.stage import RunContext, read_rejected_table, read_stage_table
-from curate.stages.ingest import EXTRACT_STAGE, URL_DEDUP_STAGE, run_ingest
+from curate.stages.ingest import run_ingest
+from curate.stages.registry import EXTRACT, URL_DEDUP
 
 pytestmark = pytest.mark.spark
 
@@ -70,7 +71,7 @@ def test_whole_file_gzip_is_read_and_named(spark_run) -> None:
     run_dir, (extract, _) = spark_run
     daft = [p for p in extract.problems if "daft" in p["file"]]
     assert daft and "single_gzip_member" in daft[0]["detail"]
-    docs = read_stage_table(str(Path(run_dir) / EXTRACT_STAGE), columns=["warc_path", "url"]).to_pylist()
+    docs = read_stage_table(str(Path(run_dir) / EXTRACT.name()), columns=["warc_path", "url"]).to_pylist()
     assert any("daft" in d["warc_path"] and "eventualcomputing" in d["url"] for d in docs)
 
 
@@ -83,7 +84,7 @@ def test_old_warc_017_records_are_parsed(spark_run) -> None:
 
 def test_rejected_rows_carry_reason_and_lineage(spark_run) -> None:
     run_dir, (extract, _) = spark_run
-    rejected = read_rejected_table(str(Path(run_dir) / EXTRACT_STAGE))
+    rejected = read_rejected_table(str(Path(run_dir) / EXTRACT.name()))
     assert rejected.num_rows == sum(extract.drops.values()) + extract.extra.get("notes", 0)
     assert rejected.column("drop_reason").null_count == 0
     assert rejected.column("warc_path").null_count == 0
@@ -91,7 +92,7 @@ def test_rejected_rows_carry_reason_and_lineage(spark_run) -> None:
 
 def test_documents_have_lineage_and_language(spark_run) -> None:
     run_dir, _ = spark_run
-    docs = read_stage_table(str(Path(run_dir) / URL_DEDUP_STAGE)).to_pylist()
+    docs = read_stage_table(str(Path(run_dir) / URL_DEDUP.name())).to_pylist()
     assert len({d["doc_id"] for d in docs}) == len(docs)
     assert len({d["url"] for d in docs}) == len(docs)
     for doc in docs:
@@ -103,7 +104,7 @@ def test_documents_have_lineage_and_language(spark_run) -> None:
 
 
 def test_spark_and_local_runners_give_identical_output(spark_run, local_run) -> None:
-    for stage in (EXTRACT_STAGE, URL_DEDUP_STAGE):
+    for stage in (EXTRACT.name(), URL_DEDUP.name()):
         spark_rows = _sorted_rows(str(Path(spark_run[0]) / stage))
         local_rows = _sorted_rows(str(Path(local_run[0]) / stage))
         # Spark adds its own schema metadata and marks columns nullable; names and types must agree.
@@ -116,7 +117,7 @@ def test_spark_and_local_runners_give_identical_output(spark_run, local_run) -> 
 def test_two_runs_give_identical_output(spark, spark_run, warc_paths, tmp_path: Path) -> None:
     second = run_ingest(RunContext(str(tmp_path)).use_session(spark), warc_paths)
     assert [m.fingerprint for m in second] == [m.fingerprint for m in spark_run[1]]
-    for stage in (EXTRACT_STAGE, URL_DEDUP_STAGE):
+    for stage in (EXTRACT.name(), URL_DEDUP.name()):
         assert _sorted_rows(str(tmp_path / stage)).equals(_sorted_rows(str(Path(spark_run[0]) / stage)))
 
 

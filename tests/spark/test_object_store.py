@@ -35,7 +35,8 @@ from curate.run_layout import RunLayout
 from curate.stage import RunContext
 from curate.stages.dataset_card import CARD_FILE, dataset_card
 from curate.stages.export import MANIFEST_FILE, publish_to_object_store
-from curate.stages.ingest import EXTRACT_STAGE, URL_DEDUP_STAGE, run_ingest
+from curate.stages.ingest import run_ingest
+from curate.stages.registry import EXTRACT, URL_DEDUP
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
 
@@ -50,7 +51,7 @@ INPUTS = (
 )
 KEYS = sorted(f"{PREFIX}/{path.split('/', 1)[1]}" for path in INPUTS)
 S3_GLOB = f"s3://{BUCKET}/{PREFIX}/*/*.warc.gz"
-STAGES = (EXTRACT_STAGE, URL_DEDUP_STAGE)
+STAGES = (EXTRACT.name(), URL_DEDUP.name())
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +113,14 @@ def _assert_same_documents(run_dir: Path, reference: Path) -> None:
 
 
 def _per_file(run_dir: Path) -> list[str]:
-    return sorted(json.loads((run_dir / EXTRACT_STAGE / MANIFEST_NAME).read_text())["extra"]["per_file"])
+    return sorted(json.loads((run_dir / EXTRACT.name() / MANIFEST_NAME).read_text())["extra"]["per_file"])
 
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory, spark: Any, shared_data: Path) -> Path:
     run_dir = tmp_path_factory.mktemp("local-run")
     run_ingest(RunContext(str(run_dir)).use_session(spark), [str(shared_data / path) for path in INPUTS])
-    assert len(_rows(run_dir, EXTRACT_STAGE)) > 80  # every record of the three files, kept or dropped
+    assert len(_rows(run_dir, EXTRACT.name())) > 80  # every record of the three files, kept or dropped
     return run_dir
 
 
@@ -132,7 +133,7 @@ def s3_run(tmp_path_factory: pytest.TempPathFactory, spark: Any, s3_env: dict[st
 
 def test_curate_ingest_from_s3_on_spark_gives_the_documents_of_the_local_paths(s3_run: Path, local_run: Path) -> None:
     _assert_same_documents(s3_run, local_run)
-    manifest = json.loads((s3_run / EXTRACT_STAGE / MANIFEST_NAME).read_text())
+    manifest = json.loads((s3_run / EXTRACT.name() / MANIFEST_NAME).read_text())
     assert manifest["balanced"] and manifest["runner"].startswith("spark:")
     # Per-file accounting names the files as given: the S3 URIs the glob matched.
     assert _per_file(s3_run) == [f"s3://{BUCKET}/{key}" for key in KEYS]

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.classify.tokens import APPROX, N_TOKENS, TokenCountStep, count_tokens
+from curate.classify.tokens import APPROX, TokenCountStep, count_tokens
 from curate.manifest import Manifest, write_manifest
-from curate.schema import CONTAMINATION, DOCUMENTS, DOMAIN_STATS, DUPLICATES, PREFIX_STATS, SCORE_FIELDS
-from curate.stage import RunContext, Stage
+from curate.schema import CONTAMINATION, DOCUMENTS, DOMAIN_STATS, DUPLICATES, N_TOKENS, PREFIX_STATS, SCORE_FIELDS
+from curate.stage import Inputs, RunContext, open_stage
 
 GENERATED = pa.schema([*DOCUMENTS, N_TOKENS])
 # The stage names `curate run` uses (curate.pipeline).
@@ -464,9 +464,9 @@ def write_generated_stage(stage_dir: Path, shared_data: Path, raw_bytes: int, *,
 def commit_table_as_stage(ctx: RunContext, name: str, table: pa.Table, *, config: dict[str, Any] | None = None) -> str:
     """Commit `table` as the finished stage `name` of `ctx`'s run, through the runner's own Stage API, as an
     earlier stage would have left it; returns the stage directory."""
-    stage = Stage(ctx, name, config=config or {"fixture": name}, steps=[])
-    stage.begin()
-    Path(stage.tmp_path).mkdir(parents=True)
-    pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
-    stage.commit(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
+    with open_stage(ctx, Inputs(name), config=config or {"fixture": name}, steps=[]) as stage:
+        if stage.pending:
+            Path(stage.tmp_path).mkdir(parents=True)
+            pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")
+            stage.finish(rows_in=table.num_rows, rows_out=table.num_rows, drops={})
     return stage.path

@@ -17,7 +17,7 @@ from support.runs import HOSTILE_MARKUP, HOSTILE_URL, write_stage_manifest, writ
 from curate.annotate.store import AnnotationStore
 from curate.report import build_report, write_report
 from curate.schema import DOMAIN_SAMPLES, DOMAIN_STATS
-from curate.stages.domains import SAMPLES_DIR
+from curate.stages.registry import SAMPLES_DIR
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 

@@ -9,8 +9,8 @@ from support.decontam import BENCHMARKS, check_stage, planted_documents
 from support.runs import commit_table_as_stage
 
 from curate.errors import ConfigError
-from curate.stage import RunContext
-from curate.stages.decontam import run_decontam_stage
+from curate.stage import Inputs, RunContext
+from curate.stages.decontam import DecontamConfig, run_decontaminate
 
 
 @pytest.mark.parametrize("mode", ["drop", "cut"])
@@ -18,10 +18,12 @@ def test_local_stage(shared_data: Path, tmp_path: Path, mode: str) -> None:
     table, plants = planted_documents(shared_data)
     ctx = RunContext(str(tmp_path / "run"), runner="local")
     source = commit_table_as_stage(ctx, "03_near_dedup", table)
-    manifest = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+    config = DecontamConfig(only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+    inputs = Inputs("90_decontaminate", stages=(source,))
+    manifest = run_decontaminate(ctx, inputs, config)
     check_stage(ctx.stage_dir(manifest.stage), table, plants, mode)
     # The same stage again is skipped; the index is reused from the run directory.
-    again = run_decontam_stage(ctx, source, only=BENCHMARKS, data_root=str(shared_data), mode=mode)
+    again = run_decontaminate(ctx, inputs, config)
     assert again.created == manifest.created
     assert len(list(Path(tmp_path / "run" / "_decontam_index").glob("*.npz"))) == 1
 
@@ -30,11 +32,12 @@ def test_stage_configuration_errors(shared_data: Path, tmp_path: Path, monkeypat
     ctx = RunContext(str(tmp_path / "run"), runner="local")
     monkeypatch.delenv("CURATE_SHARED_DATA", raising=False)
     with pytest.raises(ConfigError, match="data_root"):
-        run_decontam_stage(ctx, str(tmp_path), only=BENCHMARKS)
+        run_decontaminate(ctx, Inputs("clean", stages=(str(tmp_path),)), DecontamConfig(only=BENCHMARKS))
     with pytest.raises(ConfigError, match="unknown benchmark"):
-        run_decontam_stage(ctx, str(tmp_path), only=["nope"], data_root=str(shared_data))
+        config = DecontamConfig(only=["nope"], data_root=str(shared_data))
+        run_decontaminate(ctx, Inputs("clean", stages=(str(tmp_path),)), config)
     with pytest.raises(ConfigError, match="mode"):
-        run_decontam_stage(ctx, str(tmp_path), mode="erase")
+        DecontamConfig(mode="erase")
 
 
 def test_cli_decontaminate_local_runner(shared_data: Path, tmp_path: Path) -> None:

@@ -20,11 +20,12 @@ from support.decontam import planted_documents
 from support.runs import commit_table_as_stage
 
 from curate.fingerprints import code_versions, files_fingerprint, path_digest
-from curate.manifest import MANIFEST_NAME
-from curate.pipeline import TrainConfig, run_train
-from curate.stage import RunContext, Stage, read_stage_manifest, read_stage_table
-from curate.stages.decontam import run_decontam_stage
-from curate.stages.ingest import EXTRACT_STAGE, run_ingest
+from curate.manifest import MANIFEST_NAME, read_manifest
+from curate.stage import Inputs, RunContext, Stage, open_stage, read_stage_table
+from curate.stages import registry
+from curate.stages.decontam import DecontamConfig, run_decontaminate
+from curate.stages.ingest import run_ingest
+from curate.stages.train import TrainConfig, run_train
 
 
 def _edit_in_place(path: Path, old: bytes, new: bytes) -> None:
@@ -66,13 +67,13 @@ def test_a_same_size_edit_of_a_warc_reruns_ingest(shared_data: Path, tmp_path: P
     again = run_ingest(ctx, [str(warc)])
     assert [m.created for m in again] == [m.created for m in first]  # unchanged input: skipped
     assert [m.fingerprint for m in again] == [m.fingerprint for m in first]
-    assert "Escopete" in read_stage_table(ctx.stage_dir(EXTRACT_STAGE), ["text"]).column("text")[0].as_py()
+    assert "Escopete" in read_stage_table(ctx.stage_dir(registry.EXTRACT.name()), ["text"]).column("text")[0].as_py()
 
     _edit_in_place(warc, b"Escopete</", b"Escopetx</")
     edited = run_ingest(ctx, [str(warc)])
     assert edited[0].fingerprint != first[0].fingerprint
     assert edited[1].fingerprint != first[1].fingerprint  # the stage it feeds follows
-    assert "Escopetx" in read_stage_table(ctx.stage_dir(EXTRACT_STAGE), ["text"]).column("text")[0].as_py()
+    assert "Escopetx" in read_stage_table(ctx.stage_dir(registry.EXTRACT.name()), ["text"]).column("text")[0].as_py()
 
 
 def test_a_same_size_edit_of_a_seed_file_reruns_training(shared_data: Path, tmp_path: Path) -> None:
@@ -85,17 +86,17 @@ def test_a_same_size_edit_of_a_seed_file_reruns_training(shared_data: Path, tmp_
     corpus = commit_table_as_stage(ctx, "03_near_dedup", negatives)
     config = TrainConfig(seed=[str(seed)], dim=16, bucket=10_000, min_count=1, epoch=1, valid_fraction=0.2)
 
-    first = run_train(ctx, "iter-01/01_train", config, corpus, [])
-    assert run_train(ctx, "iter-01/01_train", config, corpus, []).created == first.created
+    first = run_train(ctx, Inputs(registry.TRAIN.name(1), stages=(corpus,)), config)
+    assert run_train(ctx, Inputs(registry.TRAIN.name(1), stages=(corpus,)), config).created == first.created
     assert first.code  # the training code's version is part of the fingerprint
 
     _edit_in_place(seed / "101.jsonl", b"Calculating", b"Kalculating")
-    edited = run_train(ctx, "iter-01/01_train", config, corpus, [])
+    edited = run_train(ctx, Inputs(registry.TRAIN.name(1), stages=(corpus,)), config)
     assert edited.fingerprint != first.fingerprint
     (seed / "104.jsonl").write_bytes(
         (shared_data / "math-text/stackmathqa/data/stackmathqa100k/104.jsonl").read_bytes()
     )
-    added = run_train(ctx, "iter-01/01_train", config, corpus, [])
+    added = run_train(ctx, Inputs(registry.TRAIN.name(1), stages=(corpus,)), config)
     assert added.fingerprint not in (first.fingerprint, edited.fingerprint)
     assert added.extra["counts"]["train_positive"] + added.extra["counts"].get("valid_positive", 0) > 0
 
@@ -106,8 +107,8 @@ def test_a_same_size_edit_of_a_benchmark_reruns_decontamination(shared_data: Pat
     bench.parent.mkdir(parents=True)
     lines = (shared_data / "benchmarks/math500/test.jsonl").read_text().splitlines()[:20]
     bench.write_text("\n".join(lines) + "\n")
-    registry = tmp_path / "registry.yaml"
-    registry.write_text(
+    benchmarks = tmp_path / "registry.yaml"
+    benchmarks.write_text(
         "benchmarks:\n  - name: math500\n    path: benchmarks/math500/test.jsonl\n    id_field: unique_id\n"
         "    question_fields: [problem]\n    answer_fields: [solution]\n"
     )
@@ -120,7 +121,8 @@ def test_a_same_size_edit_of_a_benchmark_reruns_decontamination(shared_data: Pat
     source = commit_table_as_stage(ctx, "03_near_dedup", documents)
 
     def decontaminate():  # type: ignore[no-untyped-def]
-        return run_decontam_stage(ctx, source, benchmarks=str(registry), data_root=str(data_root))
+        config = DecontamConfig(benchmarks=str(benchmarks), data_root=str(data_root))
+        return run_decontaminate(ctx, Inputs(registry.DECONTAMINATE.name(), stages=(source,)), config)
 
     first = decontaminate()
     assert first.drops == {"benchmark_contamination": 1}  # the planted page
@@ -141,19 +143,18 @@ def test_editing_a_steps_module_changes_its_stages_fingerprint(tmp_path: Path, m
     monkeypatch.syspath_prepend(str(tmp_path))
     probe = importlib.import_module("curate_probe_step")
     ctx = RunContext(str(tmp_path / "run"), runner="local")
-    before = Stage(ctx, "01_probe", config={}, steps=["probe_v1"])
-    assert set(before.code_versions) == {"probe_v1"}
-    before.begin()
-    Path(before.tmp_path).mkdir()
-    before.commit(rows_in=0, rows_out=0, drops={})
+    with open_stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"]) as before:
+        assert set(before.code_versions) == {"probe_v1"} and before.pending
+        Path(before.tmp_path).mkdir()
+        before.finish(rows_in=0, rows_out=0, drops={})
     assert json.loads((tmp_path / "run/01_probe" / MANIFEST_NAME).read_text())["code"] == before.code_versions
-    assert Stage(ctx, "01_probe", config={}, steps=["probe_v1"]).finished() is not None
+    with open_stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"]) as unchanged:
+        assert not unchanged.pending
 
     module.write_text(module.read_text() + "\n    # a change in behaviour, without a version bump\n")
     importlib.reload(probe)
     after = Stage(ctx, "01_probe", config={}, steps=["probe_v1"])
-    assert after.fingerprint != before.fingerprint
-    assert after.finished() is None  # so the stage runs again
+    assert after.fingerprint != before.fingerprint  # so the stage runs again
     assert code_versions(["not_a_step_v1"]) == {}
     sys.modules.pop("curate_probe_step", None)
-    assert read_stage_manifest(str(tmp_path / "run/01_probe")) is not None
+    assert read_manifest(str(tmp_path / "run/01_probe")) is not None

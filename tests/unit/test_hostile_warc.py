@@ -34,8 +34,9 @@ from warcio.warcwriter import WARCWriter
 from curate.io.warc import WarcFileReader, make_doc_id
 from curate.manifest import Manifest
 from curate.schema import NOTE_REASON
-from curate.stage import RunContext, read_rejected_table, read_stage_table
-from curate.stages.ingest import EXTRACT_STAGE, FILE_PROBLEMS, run_extract
+from curate.stage import Inputs, RunContext, read_rejected_table, read_stage_table
+from curate.stages.ingest import FILE_PROBLEMS, IngestConfig, run_extract
+from curate.stages.registry import EXTRACT
 
 SHARED = Path(os.environ.get("CURATE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 # Small real files, so each example costs well under a second: per-record gzip (CC), whole-file gzip
@@ -74,11 +75,12 @@ def _base_name(name: str) -> str:
 
 
 def _ingest(paths: list[Path], run_dir: Path) -> Manifest:
-    return run_extract(RunContext(str(run_dir), runner="local"), [str(p) for p in paths])
+    inputs = Inputs(EXTRACT.name(), files=tuple(str(p) for p in paths))
+    return run_extract(RunContext(str(run_dir), runner="local"), inputs, IngestConfig())
 
 
 def _all_rows(run_dir: Path) -> list[dict[str, Any]]:
-    stage = str(run_dir / EXTRACT_STAGE)
+    stage = str(run_dir / EXTRACT.name())
     kept = read_stage_table(stage, columns=["doc_id", "warc_path", "warc_record_offset"]).to_pylist()
     rejected = read_rejected_table(stage).to_pylist()
     return [{**row, "drop_reason": None} for row in kept] + rejected
@@ -318,7 +320,7 @@ def test_malformed_urls_are_dropped_with_their_reason(tmp_path: Path, page_html:
     manifest = _ingest([path], tmp_path / "run")
     assert_accounted(manifest, [path])
     assert manifest.drops == {"bad_url": len(malformed)} and manifest.rows_out == 1
-    rejected = read_rejected_table(str(tmp_path / "run" / EXTRACT_STAGE)).to_pylist()
+    rejected = read_rejected_table(str(tmp_path / "run" / EXTRACT.name())).to_pylist()
     assert all(r["drop_detail"] for r in rejected)
 
 
@@ -344,7 +346,7 @@ def test_broken_charsets_are_decoded_or_dropped_never_crash(tmp_path: Path) -> N
     manifest = _ingest([path], tmp_path / "run")
     assert_accounted(manifest, [path])
     assert manifest.rows_in == 3 and set(manifest.drops) <= {"decode_error"}
-    kept = read_stage_table(str(tmp_path / "run" / EXTRACT_STAGE)).to_pylist()
+    kept = read_stage_table(str(tmp_path / "run" / EXTRACT.name())).to_pylist()
     assert {"https://example.org/a", "https://example.org/b"} <= {row["url"] for row in kept}
     assert all(text in row["text"] for row in kept if row["url"] in ("https://example.org/a", "https://example.org/b"))
 
@@ -406,7 +408,7 @@ def test_bombs_through_ingest_are_accounted(tmp_path: Path) -> None:
     assert manifest.drops == {"too_large": 1, "bad_header": 1} and manifest.rows_out == 3
     rejected = {
         r["drop_reason"]: r["drop_detail"]
-        for r in read_rejected_table(str(tmp_path / "run" / EXTRACT_STAGE)).to_pylist()
+        for r in read_rejected_table(str(tmp_path / "run" / EXTRACT.name())).to_pylist()
     }
     assert "br" in rejected["too_large"] and "header line" in rejected["bad_header"]
 

@@ -19,8 +19,8 @@ from support.hostile_warcs import INVALID_CLUEWEB_DATES, ClueWebFile, healthy_pa
 
 from curate.io.warc import RecordRow, WarcFileReader
 from curate.schema import NOTE_REASON
-from curate.stage import RunContext
-from curate.stages.ingest import FILE_PROBLEMS, run_extract
+from curate.stage import Inputs, RunContext
+from curate.stages.ingest import FILE_PROBLEMS, IngestConfig, run_extract
 
 SHARED = Path(os.environ.get("CURATE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 PROBLEMS = {r for r in FILE_PROBLEMS if r != NOTE_REASON}
@@ -64,7 +64,8 @@ def test_clueweb_form_uncompressed_and_from_bytes(tmp_path: Path) -> None:
 
 def test_clueweb_form_through_ingest_is_balanced(tmp_path: Path) -> None:
     made = write_clueweb_warc(tmp_path / "clueweb.warc.gz")
-    manifest = run_extract(RunContext(str(tmp_path / "run"), runner="local"), [str(made.path)])
+    inputs = Inputs("01_extract", files=(str(made.path),))
+    manifest = run_extract(RunContext(str(tmp_path / "run"), runner="local"), inputs, IngestConfig())
     assert manifest.balanced
     per_file = manifest.extra["per_file"][str(made.path)]
     assert per_file["records"] == 101 and per_file["documents"] == 100
