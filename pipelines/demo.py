@@ -60,19 +60,19 @@ def tell_story(run_dir: Path) -> None:
         threshold = train["threshold"]
         chosen = train["fit"]["chosen"]
         source = train["out_of_source"]
-        print(
-            f"iteration {k}: model {result['model_id']} (epoch {chosen['epoch']}, lr {chosen['lr']}"
-            f"{', tuned: the paper settings underfit' if train['fit']['tuned'] else ''})"
-        )
+        settings = f"wordNgrams {chosen.get('word_ngrams', '?')}, epoch {chosen['epoch']}, lr {chosen['lr']}"
+        how = "chosen on held-out sources" if train["fit"].get("selected_on") == "held_out_sources" else "as given"
+        print(f"iteration {k}: model {result['model_id']} ({settings}; {how})")
         if source.get("roc_auc") is not None:
-            print(
-                f"  out-of-source ROC-AUC {source['roc_auc']:.3f} (trained without {Path(source['held_out_source']).name})"
-            )
+            names = ", ".join(Path(s).name for s in source["held_out_sources"])
+            print(f"  out-of-source ROC-AUC {source['roc_auc']:.3f} (each of {names} scored by a model trained without it)")
         low, mid, high = np.percentile(scores, [5, 50, 95])
         print(f"  scores of {scores.size} pages spread: 5% {low:.3f}, median {mid:.3f}, 95% {high:.3f}")
+        split = "held-out-source" if threshold.get("split") == "held_out_sources" else "validation"
         print(
-            f"  threshold {threshold['threshold']:.4f} (validation precision {threshold['precision']:.3f} for a "
-            f"target of {threshold['target_precision']}): {result['selected']} of {scores.size} pages selected"
+            f"  threshold {threshold['threshold']:.4f} ({split} precision {threshold['precision']:.3f}, recall "
+            f"{threshold['recall']:.3f} for a target precision of {threshold['target_precision']}): "
+            f"{result['selected']} of {scores.size} pages selected"
         )
         seen = _manifest(it / "04_domains").get("rows_in", "?")
         print(f"  domains flagged: {result['flagged_domains']} of {seen}")

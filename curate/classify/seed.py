@@ -221,14 +221,16 @@ def _mathml_latex(math: ET.Element) -> str:
     return mathml_to_latex(ET.tostring(plain, encoding="unicode")).strip()
 
 
-def documents_table(docs: Iterable[SeedDoc]) -> pa.Table:
-    """Texts as a DOCUMENTS table (unknown lineage columns null), e.g. to score a seed corpus itself.
+def document_id(doc: SeedDoc) -> str:
+    """A corpus document's `doc_id`: a hash of URL and text, so the same page read twice is one document."""
+    return xxhash.xxh128_hexdigest(f"{doc.url or ''}\x00{doc.text}")
 
-    `doc_id` hashes URL and text, so the same page read twice is one document.
-    """
+
+def documents_table(docs: Iterable[SeedDoc]) -> pa.Table:
+    """Texts as a DOCUMENTS table (unknown lineage columns null), e.g. to score a seed corpus itself."""
     rows: dict[str, SeedDoc] = {}
     for doc in docs:
-        rows.setdefault(xxhash.xxh128_hexdigest(f"{doc.url or ''}\x00{doc.text}"), doc)
+        rows.setdefault(document_id(doc), doc)
     ids = list(rows)
     urls = [rows[i].url for i in ids]
     columns = {

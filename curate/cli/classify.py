@@ -59,12 +59,12 @@ def train(
     fit: Annotated[
         str,
         typer.Option(
-            help="auto: if the settings underfit (scores do not spread), pick epochs/lr on validation; "
-            "paper: train the given settings as they are."
+            help="auto: pick wordNgrams/epochs/lr by ROC-AUC on positive sources held out of training "
+            "(with one source: on validation, if the given settings underfit); paper: the given settings as they are."
         ),
     ] = "auto",
     target_precision: Annotated[
-        float, typer.Option(help="Precision the threshold is chosen for on the validation PR curve.")
+        float, typer.Option(help="Precision the threshold is chosen for, on held-out-source scores (else validation).")
     ] = 0.95,
 ) -> None:
     """Train on a seed corpus (positives) against random ingested documents (negatives), DeepSeekMath settings."""
@@ -89,6 +89,8 @@ def train(
             max_per_class=max_per_class,
             positive_text_field=text_field,
             threads=threads,
+            fit=fit,
+            target_precision=target_precision,
         )
     except (UnicodeDecodeError, ET.ParseError) as exc:
         raise _unreadable_seed(positives, text_field, exc) from None
@@ -100,22 +102,25 @@ def train(
         f"({counts['excluded_seed_urls']:,} seed pages left out of the negatives)"
     )
     chosen = result.fit["chosen"]
+    how = {"held_out_sources": "chosen on held-out sources", "validation": "chosen on validation log-loss"}
     out.print(
-        f"  fastText epoch {chosen['epoch']} lr {chosen['lr']}"
-        + (" (the given settings underfit; chosen on validation log-loss)" if result.fit["tuned"] else "")
+        f"  fastText wordNgrams {chosen['word_ngrams']} epoch {chosen['epoch']} lr {chosen['lr']}"
+        + (f" ({how[result.fit['selected_on']]})" if result.fit["tuned"] else " (as given)")
     )
     if result.fit["degenerate"]:
         out.print("  [bold red]WARNING: degenerate model, validation scores barely spread; see the manifest's fit[/]")
     threshold = result.threshold
     out.print(
         f"  held out {m['n']:,}: ROC-AUC {m['roc_auc']:.4f}; threshold {threshold['threshold']:.4f} for precision "
-        f"{threshold['target_precision']:.2f}: precision {m['precision']:.4f} recall {m['recall']:.4f}"
+        f"{threshold['target_precision']:.2f} on the {threshold['split'].replace('_', '-')} split: "
+        f"validation precision {m['precision']:.4f} recall {m['recall']:.4f}"
     )
     source_check = result.out_of_source
-    if source_check.get("held_out_source"):
+    if source_check.get("roc_auc") is not None:
+        names = ", ".join(source_check["held_out_sources"])
         out.print(
-            f"  out-of-source: trained without {source_check['held_out_source']}, ROC-AUC {source_check['roc_auc']:.4f} "
-            f"on its {source_check['n_positive']:,} texts against {source_check['n_negative']:,} held-out negatives"
+            f"  out-of-source: ROC-AUC {source_check['roc_auc']:.4f} on {names}, each scored by a model trained "
+            f"without it ({source_check['n_positive']:,} texts against held-out negatives)"
         )
     else:
         out.print(f"  out-of-source: not measured ({source_check.get('note')})")

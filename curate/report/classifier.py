@@ -26,8 +26,8 @@ def classifier_section(run_dir: str) -> Markup:
     manifests = _train_manifests(run_dir)
     if not manifests:
         return el("p", "Not run: no iter-NN/01_train stage.", class_="notrun")
-    header = ["iteration", "model", "epoch / lr", "threshold", "valid. precision / recall", "valid. ROC-AUC",
-              "out-of-source ROC-AUC", "held-out source"]  # fmt: skip
+    header = ["iteration", "model", "wordNgrams / epoch / lr", "threshold", "valid. precision / recall",
+              "valid. ROC-AUC", "out-of-source ROC-AUC", "out-of-source precision / recall", "held-out sources"]  # fmt: skip
     rows = []
     warnings = []
     for iteration, manifest in manifests:
@@ -37,30 +37,38 @@ def classifier_section(run_dir: str) -> Markup:
         threshold = extra.get("threshold") or {}
         metrics = extra.get("metrics") or {}
         source = extra.get("out_of_source") or {}
-        tuned = " (tuned: the given settings underfit)" if fit.get("tuned") else ""
+        how = {"held_out_sources": "chosen on held-out sources", "validation": "chosen on validation"}
+        tuned = f" ({how.get(fit.get('selected_on', 'validation'), 'tuned')})" if fit.get("tuned") else ""
         if fit.get("degenerate"):
             warnings.append(f"{iteration}: degenerate model, validation scores barely spread")
         target = threshold.get("target_precision")
+        split = "held-out sources" if threshold.get("split") == "held_out_sources" else "validation"
+        on_held_out = threshold.get("split") == "held_out_sources"
+        names = ", ".join(str(s).rstrip("/").rsplit("/", 1)[-1] for s in source.get("held_out_sources") or [])
         rows.append(
             [
                 iteration,
                 el("code", extra.get("model_id", "")),
-                f"{chosen.get('epoch', '?')} / {chosen.get('lr', '?')}{tuned}",
-                f"{fmt_float(threshold.get('threshold'), 4)} (target precision {fmt_float(target, 2)})",
+                f"{chosen.get('word_ngrams', '?')} / {chosen.get('epoch', '?')} / {chosen.get('lr', '?')}{tuned}",
+                f"{fmt_float(threshold.get('threshold'), 4)} (target precision {fmt_float(target, 2)} on {split})",
                 f"{fmt_float(metrics.get('precision'))} / {fmt_float(metrics.get('recall'))}",
                 fmt_float(metrics.get("roc_auc")),
                 fmt_float(source.get("roc_auc")),
-                f"{source.get('held_out_source') or source.get('note', '')} ({fmt_int(source.get('n_positive'))} texts)",
+                f"{fmt_float(threshold.get('precision'))} / {fmt_float(threshold.get('recall'))}"
+                if on_held_out
+                else "",
+                f"{names or source.get('note', '')} ({fmt_int(source.get('n_positive'))} texts)",
             ]
         )
     body = join(el("tr", [el("td", cell) for cell in row]) for row in rows)
     table = el("table", el("thead", el("tr", [el("th", h) for h in header])), el("tbody", body))
     note = el(
         "p",
-        "Threshold: chosen on the validation split for the target precision, in the middle of the range of cut-offs "
-        "that give the most recall at that precision (fastText scores are not calibrated, so 0.5 means nothing). "
-        "Out-of-source: a model trained without one whole "
-        "positive source, scored on that source against held-out negatives.",
+        "Out-of-source: each held-out positive source scored by a model trained without it, against held-out "
+        "negatives; the fastText settings are the ones that rank those best. Threshold: chosen on those "
+        "out-of-source scores (on the validation split when no source can be held out) for the target precision, "
+        "in the middle of the range of cut-offs that give the most recall at that precision (fastText scores are "
+        "not calibrated, so 0.5 means nothing).",
         class_="note",
     )
     return join([note, table, *(el("p", w, class_="bad") for w in warnings)])

@@ -24,6 +24,9 @@ TRAIN_STEP = "fasttext_train_v1"
 class TrainConfig:
     seed: list[str] = field(default_factory=list)  # seed corpus files/dirs (JSONL, Parquet, CNXML)
     seed_text_field: str | None = None
+    # Text corpora drawn from beside the crawl's documents for negatives (JSONL/Parquet), for a crawl too small,
+    # or too rich in math, to be the only sample of the web.
+    negatives: list[str] = field(default_factory=list)
     # The paper's settings are owned by the trainer's preset; a recipe overrides them per key.
     dim: int = PAPER_PRESET.dim
     lr: float = PAPER_PRESET.lr
@@ -35,7 +38,7 @@ class TrainConfig:
     max_per_class: int | None = None
     random_seed: int = 0
     valid_fraction: float = 0.1
-    fit: str = "auto"  # auto: an underfit model is replaced by the best epochs/lr on validation; paper: as given
+    fit: str = "auto"  # auto: wordNgrams/epochs/lr chosen on seed sources held out of training; paper: as given
     target_precision: float = 0.95  # the threshold select uses when it has neither min_score nor a budget
 
 
@@ -57,7 +60,7 @@ def run_train(ctx: RunContext, inputs: Inputs, config: TrainConfig) -> Manifest:
         inputs,
         config=asdict(config),
         steps=[TRAIN_STEP],
-        input_fingerprints=[files_fingerprint(sorted(config.seed))],
+        input_fingerprints=[files_fingerprint(sorted(paths)) for paths in (config.seed, config.negatives) if paths],
         code=[train_classifier],
     ) as stage:
         if not stage.pending:
@@ -67,7 +70,7 @@ def run_train(ctx: RunContext, inputs: Inputs, config: TrainConfig) -> Manifest:
         positives = [*config.seed, *[fs.local_path(s) for s in seed_stages]]
         result = train_classifier(
             positives,
-            _parquet_parts(negatives_stage),
+            [*_parquet_parts(negatives_stage), *config.negatives],
             fs.local_path(stage.tmp_path),
             dim=config.dim,
             lr=config.lr,

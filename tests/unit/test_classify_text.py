@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.classify.metrics import average_precision, evaluate, roc_auc
@@ -168,3 +169,40 @@ def test_directories_skip_side_datasets(tmp_path: Path) -> None:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
     assert [p.relative_to(tmp_path).as_posix() for p in expand_paths(tmp_path)] == ["a/b.jsonl", "part-0.parquet"]
+
+
+def test_held_out_sources_leave_most_of_the_seed_in_training() -> None:
+    from curate.classify.examples import Example
+    from curate.classify.held_out import held_out_sources
+    from curate.classify.model import MATH_LABEL
+
+    def texts(source: str, n: int) -> list[Example]:
+        return [Example(f"{source} {i}", f"{source}-{i}", MATH_LABEL, source) for i in range(n)]
+
+    # Too small (c) says nothing; most of the seed (a) would leave a fold trained on a sliver.
+    assert held_out_sources(texts("a", 500) + texts("b", 100) + texts("c", 10)) == ["b"]
+    assert held_out_sources(texts("a", 100) + texts("b", 100)) == ["a", "b"]
+    assert held_out_sources(texts("a", 500)) == []
+    many = [e for name in "defgh" for e in texts(name, 30 + ord(name))]
+    assert held_out_sources(many) == ["d", "e", "f"]  # the three smallest: each fold costs a training
+
+
+def test_negatives_from_web_text_beside_documents_count_each_text_once(shared_data: Path, tmp_path: Path) -> None:
+    from curate.classify.examples import sample_negatives
+    from curate.classify.seed import SeedDoc
+
+    dclm = shared_data / "web-text/dclm-annotated"  # majority_data.jsonl repeats the 281 agreement_data texts
+    unique = {doc.text for doc in read_seed(dclm)}
+    # The same text under another URL is another document (another doc_id), but not another example.
+    crawled_again = SeedDoc(next(iter(sorted(unique))), "https://example.com/page", "crawl")
+    documents = tmp_path / "documents.parquet"
+    pq.write_table(documents_table([crawled_again]), documents)
+    examples, stats = sample_negatives(
+        [documents, dclm], 10_000, seed=0, exclude_urls=set(), exclude_texts=set(), max_chars=20_000
+    )
+    assert len(unique) == 499 and len(examples) == len({e.text for e in examples}) == 499
+    assert stats["excluded_duplicate_texts"] == 281 + 1 and stats["documents_seen"] == 780 + 1
+    again, _ = sample_negatives(
+        [dclm, documents], 10_000, seed=0, exclude_urls=set(), exclude_texts=set(), max_chars=20_000
+    )
+    assert [e.key for e in again] == [e.key for e in examples]  # the draw ignores file order
