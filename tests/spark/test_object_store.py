@@ -140,10 +140,18 @@ def test_curate_ingest_from_s3_on_spark_gives_the_documents_of_the_local_paths(s
 
 
 def test_curate_ingest_from_s3_under_the_local_runner_gives_the_same_documents(
-    spark: Any, s3_env: dict[str, str], local_run: Path, tmp_path: Path
+    spark: Any,
+    server: S3Server,
+    s3_env: dict[str, str],
+    local_run: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    # The endpoint given as an option rather than in the environment.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
     run_dir = tmp_path / "run"
-    assert _curate(spark, "ingest", "--local-runner", "--input", S3_GLOB, "--out", str(run_dir)) == 0
+    args = ["--local-runner", "--input", S3_GLOB, "--out", str(run_dir), "--s3-endpoint", server.endpoint]
+    assert _curate(spark, "ingest", *args) == 0
     _assert_same_documents(run_dir, local_run)
 
 
