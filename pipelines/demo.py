@@ -43,6 +43,20 @@ def _scores(stage: Path) -> np.ndarray:
     return np.concatenate([pq.read_table(f, columns=["math_score"]).column(0).to_numpy() for f in files])
 
 
+def _selected_by_origin(it: Path) -> tuple[int, int, int, int]:
+    """(math pages selected, math pages crawled, other pages selected, other pages crawled): the wrapped math
+    pages are known by their WARC, so the story can say what the threshold kept on each side."""
+    scored = pq.read_table(sorted((it / "02_math_score").glob("*.parquet")), columns=["doc_id", "warc_path"])
+    kept = set(
+        pq.read_table(sorted((it / "03_math_select").glob("*.parquet")), columns=["doc_id"]).column(0).to_pylist()
+    )
+    math = [str(path).endswith(MATH_WARC) for path in scored.column("warc_path").to_pylist()]
+    chosen = [doc_id in kept for doc_id in scored.column("doc_id").to_pylist()]
+    math_kept = sum(m and c for m, c in zip(math, chosen, strict=True))
+    other_kept = sum(c and not m for m, c in zip(math, chosen, strict=True))
+    return math_kept, sum(math), other_kept, len(math) - sum(math)
+
+
 def _manifest(stage: Path) -> dict:
     return json.loads((stage / "_manifest.json").read_text())
 
@@ -65,7 +79,9 @@ def tell_story(run_dir: Path) -> None:
         print(f"iteration {k}: model {result['model_id']} ({settings}; {how})")
         if source.get("roc_auc") is not None:
             names = ", ".join(Path(s).name for s in source["held_out_sources"])
-            print(f"  out-of-source ROC-AUC {source['roc_auc']:.3f} (each of {names} scored by a model trained without it)")
+            print(
+                f"  out-of-source ROC-AUC {source['roc_auc']:.3f} (each of {names} scored by a model trained without it)"
+            )
         low, mid, high = np.percentile(scores, [5, 50, 95])
         print(f"  scores of {scores.size} pages spread: 5% {low:.3f}, median {mid:.3f}, 95% {high:.3f}")
         split = "held-out-source" if threshold.get("split") == "held_out_sources" else "validation"
@@ -73,6 +89,11 @@ def tell_story(run_dir: Path) -> None:
             f"  threshold {threshold['threshold']:.4f} ({split} precision {threshold['precision']:.3f}, recall "
             f"{threshold['recall']:.3f} for a target precision of {threshold['target_precision']}): "
             f"{result['selected']} of {scores.size} pages selected"
+        )
+        math_kept, math_seen, other_kept, other_seen = _selected_by_origin(it)
+        print(
+            f"    of the real math pages wrapped in: {math_kept} of {math_seen}; of the sample crawl's other pages: "
+            f"{other_kept} of {other_seen}"
         )
         seen = _manifest(it / "04_domains").get("rows_in", "?")
         print(f"  domains flagged: {result['flagged_domains']} of {seen}")
