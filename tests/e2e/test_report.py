@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from support.runs import HOSTILE_MARKUP, SyntheticRun, build_synthetic_run
 
+from curate.manifest import read_manifest
 from curate.report import build_report, write_report
+from curate.stage import Inputs, RunContext
+from curate.stages.train import TrainConfig, run_train
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 ACTIVE_TAGS = {"script", "iframe", "object", "embed", "img", "link", "base", "form", "meta-refresh"}
@@ -24,7 +27,14 @@ ACTIVE_TAGS = {"script", "iframe", "object", "embed", "img", "link", "base", "fo
 
 @pytest.fixture(scope="module")
 def hostile_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> SyntheticRun:
-    return build_synthetic_run(tmp_path_factory.mktemp("report-run"), shared_data, n_docs=240, hostile=True)
+    run = build_synthetic_run(tmp_path_factory.mktemp("report-run"), shared_data, n_docs=240, hostile=True)
+    # A real training stage (tiny model) against the run's own documents, so the classifier section shows what
+    # the trainer records: settings and threshold chosen on a held-out seed source, and its out-of-source metrics.
+    ctx = RunContext(str(run.run_dir), runner="local")
+    seed = [str(shared_data / "math-text/stackmathqa"), str(shared_data / "math-text/openstax-calculus")]
+    config = TrainConfig(seed=seed, dim=16, bucket=5_000, max_per_class=200)
+    run_train(ctx, Inputs(out="iter-01/01_train", stages=(ctx.stage_dir("03_near_dedup"),)), config)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +102,14 @@ def test_every_section_has_its_numbers(hostile_run: SyntheticRun) -> None:
     for anchor in ("stages", "scores", "iterations", "domains", "contamination", "dedup", "pages", "export"):
         assert f'id="{anchor}"' in page
     assert "Not run: no export" in page  # this run was never exported
-    # The synthetic run has scores but no training stage, so the classifier section has nothing to show.
-    assert "Not run: no iter-NN/01_train stage" in page
-    assert page.count("Not run") == 2
+    assert page.count("Not run") == 1
+    train = read_manifest(hostile_run.run_dir / "iter-01" / "01_train")
+    assert train is not None
+    threshold, source = train.extra["threshold"], train.extra["out_of_source"]
+    assert threshold["split"] == "held_out_sources" and source["roc_auc"] is not None
+    assert f"{threshold['threshold']:.4f} (target precision 0.95 on held-out sources)" in page
+    assert f"<td>{source['roc_auc']:.3f}</td>" in page and "openstax-calculus (" in page  # out-of-source AUC
+    assert f"<td>{threshold['precision']:.3f} / {threshold['recall']:.3f}</td>" in page
     assert "threshold 0.5000" in page and "token budget" in page  # both cut-off kinds, drawn on the histograms
     assert "near_duplicate 14" in page  # clusters of sizes 2,2,2,3,3,4,5 remove 14 pages
     assert "benchmark_contamination" in page
