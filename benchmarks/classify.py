@@ -177,10 +177,7 @@ def _timed(work: Callable[[], Any]) -> tuple[float, float]:
 
 def bench_throughput(model_path: Path, documents: Path, texts: list[str], repeat: int) -> dict[str, dict[str, float]]:
     """Raw and Spark passes interleaved, so a busy neighbour slows both sides of a ratio alike."""
-    from curate.runners.spark import build_session
-    from curate.schema import spark_schema
-    from curate.stage import StepsFunction
-    from curate.step import final_schema
+    from curate.runners.spark import build_session, map_steps
     from curate.steps.mathscore import MathScoreStep
 
     model = load_model(model_path)
@@ -193,7 +190,7 @@ def bench_throughput(model_path: Path, documents: Path, texts: list[str], repeat
         step = MathScoreStep(model_path).ship(session.sparkContext)
         df = session.read.parquet(str(documents)).repartition(SPARK_CORES * 4).cache()
         df.count()
-        scored = df.mapInArrow(StepsFunction([step], schema), spark_schema(final_schema([step], schema)))
+        scored = map_steps(df, [step], schema)
         scored.write.format("noop").mode("overwrite").save()  # warm-up: workers start and load the model
         for _ in range(repeat):
             timings["predict"].append(_timed(lambda: math_probabilities(model, lines)))

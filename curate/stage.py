@@ -446,17 +446,6 @@ def write_local_output(
 # --- running a chain of steps as a stage --------------------------------------------------------------
 
 
-class StepsFunction:
-    """The picklable body of `mapInArrow`: the same `run_steps` the local runner calls."""
-
-    def __init__(self, steps: list[Step], input_schema: pa.Schema) -> None:
-        self.steps = steps
-        self.input_schema = input_schema
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from run_steps(self.steps, batches, self.input_schema)
-
-
 def read_dataset_batches(path: str, batch_rows: int = LOCAL_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """Batches of a stage's Parquet dataset in a deterministic order (file name, then row order)."""
     import pyarrow.dataset as ds
@@ -516,7 +505,9 @@ def run_step_stage(
                     assert source_stage is not None
                     df = spark.read.parquet(fs.to_uri(source_stage))
                     n_input = count_rows(ctx, source_stage)
-                out = df.mapInArrow(StepsFunction(steps, input_schema), spark_schema(out_schema))
+                from curate.runners.spark import map_steps
+
+                out = map_steps(df, steps, input_schema)
                 counts = write_spark_output(stage, out, **options)
             problems, extra = accounting(counts) if accounting else ([], {})
             records_in = rows_in(counts) if rows_in else n_input

@@ -337,14 +337,7 @@ def select_local(table: pa.Table, config: SelectConfig) -> Selection:
 
 
 def count_tokens_spark(df: DataFrame, tokenizer: str) -> DataFrame:
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     from curate.classify.tokens import TokenCountStep
-    from curate.schema import spark_schema
-    from curate.stage import StepsFunction
-    from curate.step import Step, final_schema
+    from curate.runners.spark import map_steps
 
-    steps: list[Step] = [TokenCountStep(tokenizer)]
-    input_schema = to_arrow_schema(df.schema, timezone="UTC")
-    out = df.mapInArrow(StepsFunction(steps, input_schema), spark_schema(final_schema(steps, input_schema)))
-    return out.drop(DROP_REASON, DROP_DETAIL)
+    return map_steps(df, [TokenCountStep(tokenizer)]).drop(DROP_REASON, DROP_DETAIL)

@@ -6,13 +6,17 @@ import os
 import socket
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curate.errors import ConfigError, debug_enabled, one_line
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+    from curate.step import Step
 
 MASTER_ENV = "CURATE_SPARK_MASTER"
 DEFAULT_MASTER = "local[*]"
@@ -171,3 +175,40 @@ def _start(builder: Any, master: str, *, quiet: bool) -> SparkSession:
         raise ConfigError(
             f"--master {master}: the Spark session did not start ({one_line(first, 200)}){where}"
         ) from exc
+
+
+# --- mapInArrow: the one adapter between DataFrames and Arrow batch functions -------------------------
+
+
+class StepsFunction:
+    """The picklable body of `mapInArrow`: the same `run_steps` the local runner calls."""
+
+    def __init__(self, steps: list[Step], input_schema: pa.Schema) -> None:
+        self.steps = steps
+        self.input_schema = input_schema
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from curate.step import run_steps
+
+        yield from run_steps(self.steps, batches, self.input_schema)
+
+
+def map_in_arrow(
+    df: DataFrame, function: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]], schema: pa.Schema
+) -> DataFrame:
+    """`df` through `function` (Arrow batches in, batches of `schema` out) on the executors."""
+    from curate.schema import spark_schema
+
+    return df.mapInArrow(function, spark_schema(schema))
+
+
+def map_steps(df: DataFrame, steps: list[Step], input_schema: pa.Schema | None = None) -> DataFrame:
+    """`df` through a chain of steps; the output has the steps' columns plus `drop_reason` / `drop_detail`.
+
+    `input_schema` defaults to `df`'s own schema in Arrow terms (timestamps in UTC, as curate stores them).
+    """
+    from curate.schema import arrow_schema_of
+    from curate.step import final_schema
+
+    schema = input_schema if input_schema is not None else arrow_schema_of(df)
+    return map_in_arrow(df, StepsFunction(steps, schema), final_schema(steps, schema))

@@ -270,7 +270,7 @@ def _run_spark(
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    from curate.stage import StepsFunction
+    from curate.runners.spark import map_steps
 
     spark = ctx.spark
     if not (spark.sparkContext.master or "").startswith("local"):
@@ -280,8 +280,7 @@ def _run_spark(
     rows_in = documents.count()
     # Spark stores timestamps as UTC instants; the session time zone only labels them (UTC in curate).
     input_schema = to_arrow_schema(documents.schema, timezone=spark.conf.get("spark.sql.session.timeZone") or "UTC")
-    out_schema = final_schema([step], input_schema)
-    out = documents.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
+    out = map_steps(documents, [step], input_schema)
     # The documents write and the hits write read the same rows: scan every document once.
     out = out.persist(StorageLevel.MEMORY_AND_DISK)
     try:

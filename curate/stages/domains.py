@@ -23,8 +23,9 @@ import pyarrow as pa
 from curate.annotate.patterns import domain_key, url_prefixes
 from curate.io import fs
 from curate.manifest import Manifest
-from curate.schema import DOMAIN_STATS, DROP_DETAIL, DROP_REASON, arrow_schema_of, spark_schema, with_drop_fields
-from curate.stage import Inputs, RunContext, StepsFunction, open_stage
+from curate.runners.spark import map_steps
+from curate.schema import DOMAIN_STATS, DROP_DETAIL, DROP_REASON, spark_schema
+from curate.stage import Inputs, RunContext, open_stage
 from curate.stages.classify import with_collected_flag
 from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 from curate.step import Step
@@ -91,9 +92,7 @@ def _keyed_pages(spark: Any, scored_stage: str, selected_stage: str, config: Dom
         "doc_id", "url", "host", "registered_domain", "collected"
     )
     step = DomainKeyStep(config.key, config.prefix_depth)
-    schema = arrow_schema_of(pages)
-    out = spark_schema(with_drop_fields(step.output_schema(schema)))
-    return pages.mapInArrow(StepsFunction([step], schema), out).drop(DROP_REASON, DROP_DETAIL)
+    return map_steps(pages, [step]).drop(DROP_REASON, DROP_DETAIL)
 
 
 def _title_and_snippet(text: Any) -> tuple[Any, Any]:

@@ -71,7 +71,7 @@ URL_DEDUP = StageKind(
 )  # fmt: skip
 NEAR_DEDUP = StageKind(
     "near_dedup", "03_near_dedup", "MinHash LSH near-duplicate removal",
-    "curate.stages.dedup", "run_near_dedup", side_dirs=(DUPLICATES_DIR, SIGNATURES_DIR),
+    "curate.stages.dedup.stage", "run_near_dedup", side_dirs=(DUPLICATES_DIR, SIGNATURES_DIR),
 )  # fmt: skip
 TRAIN = StageKind(
     "train", "01_train", "fastText on the seed (+ earlier expansions) vs random pages",

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 from curate.annotate.patterns import PatternMatcher
 from curate.annotate.store import MATH, NOT_MATH
 from curate.manifest import Manifest, canonical_json
-from curate.schema import arrow_schema_of, spark_schema, with_drop_fields
-from curate.stage import Inputs, RunContext, StepsFunction, count_rows, open_stage, write_spark_output
+from curate.runners.spark import map_steps
+from curate.stage import Inputs, RunContext, count_rows, open_stage, write_spark_output
 from curate.stages.classify import with_collected_flag
 from curate.step import Step, mark_dropped
 
@@ -79,9 +79,7 @@ def run_seed_expansion(ctx: RunContext, inputs: Inputs, labels: dict[str, str]) 
         spark = ctx.spark
         joined = with_collected_flag(spark, scored_stage, selected_stage)
         step = SeedMatchStep(labels)
-        input_schema = arrow_schema_of(joined)
-        out_schema = with_drop_fields(step.output_schema(input_schema))
-        out = joined.mapInArrow(StepsFunction([step], input_schema), spark_schema(out_schema))
+        out = map_steps(joined, [step])
         counts = write_spark_output(stage, out)
         rows_in = count_rows(ctx, scored_stage)
         stage.finish(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra={"patterns": len(labels)})

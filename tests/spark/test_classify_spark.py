@@ -13,12 +13,13 @@ from curate.classify.seed import documents_table, read_seed
 from curate.classify.select import BELOW_THRESHOLD, OVER_BUDGET, SelectConfig, select_spark
 from curate.classify.train import train_classifier
 from curate.manifest import read_manifest
-from curate.schema import DROP_REASON, spark_schema
-from curate.stage import Inputs, RunContext, StepsFunction, read_stage_table
+from curate.runners.spark import map_steps
+from curate.schema import DROP_REASON
+from curate.stage import Inputs, RunContext, read_stage_table
 from curate.stages import registry
 from curate.stages.classify import ScoreConfig, run_score, run_select
 from curate.stages.registry import RANKING_DIR
-from curate.step import final_schema, run_steps
+from curate.step import run_steps
 from curate.steps.mathscore import MathScoreStep
 
 pytestmark = pytest.mark.spark
@@ -49,9 +50,8 @@ def test_spark_scores_equal_local_scores(spark, corpus: tuple[Path, Path]) -> No
     model_path, documents = corpus
     table = pq.read_table(documents)
     step = MathScoreStep(model_path).ship(spark.sparkContext)  # executors read it through SparkFiles
-    out_schema = final_schema([step], table.schema)
     df = spark.read.parquet(str(documents)).repartition(3)
-    scored = df.mapInArrow(StepsFunction([step], table.schema), spark_schema(out_schema)).toArrow()
+    scored = map_steps(df, [step], table.schema).toArrow()
     local = _score_local(model_path, table).sort_by("doc_id")
     scored = scored.sort_by("doc_id")
     assert scored.num_rows == table.num_rows

@@ -16,7 +16,8 @@ from support.runs import commit_table_as_stage
 from curate.manifest import read_manifest
 from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
 from curate.stage import Inputs, RunContext, read_rejected_table, read_stage_table
-from curate.stages.dedup import DedupConfig, connected_components, deduplicate, run_near_dedup
+from curate.stages.dedup import DedupConfig, deduplicate, run_near_dedup
+from curate.stages.dedup.components import connected_components
 from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP, SIGNATURES_DIR
 from curate.step import conform
 from curate.steps.minhash import shingles
@@ -202,7 +203,8 @@ def test_connected_components_chain_and_stars(spark) -> None:
 
 
 def test_a_chain_of_near_duplicates_is_cut_where_it_drifts_from_the_kept_document(spark) -> None:
-    from curate.stages.dedup import DedupConfig, find_duplicates
+    from curate.stages.dedup import DedupConfig
+    from curate.stages.dedup.stage import find_duplicates
 
     # Signatures of a drifting chain A ~ B ~ C ~ D: each link changes 30 of 128 values (estimated Jaccard
     # 0.77 > 0.7), so A and C agree on only 68 (0.53) and A and D on 38. Connected components alone put all

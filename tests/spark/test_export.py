@@ -22,8 +22,8 @@ from curate.classify.tokens import APPROX, count_tokens
 from curate.errors import CurateError
 from curate.schema import DECONTAM_CLEAN, DECONTAM_CONTAMINATED, DECONTAM_UNCHECKED, EXPORT
 from curate.stage import RunContext, read_stage_table
-from curate.stages import export as export_module
 from curate.stages.export import MANIFEST_FILE, ExportConfig, read_export_manifest, run_export
+from curate.stages.export import stage as export_stage
 
 pytestmark = pytest.mark.spark
 
@@ -194,14 +194,14 @@ def test_an_interrupted_export_leaves_nothing_where_readers_look(
     spark, run: SyntheticRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "corpus"
-    real_move = export_module._move_shards
+    real_move = export_stage.move_shards
 
     def crash_after_first_shard(shards_dir: str, target: str, count: int) -> list[str]:
         real_move(shards_dir, target, 1)
         raise KeyboardInterrupt("killed while moving shards")
 
     with monkeypatch.context() as patch:
-        patch.setattr(export_module, "_move_shards", crash_after_first_shard)
+        patch.setattr(export_stage, "move_shards", crash_after_first_shard)
         with pytest.raises(KeyboardInterrupt):
             run_export(RunContext(str(run.run_dir)).use_session(spark), str(out), target_shard_bytes=SMALL_TARGET)
     assert not out.exists()
@@ -230,7 +230,7 @@ def test_an_interrupted_export_leaves_nothing_where_readers_look(
         raise KeyboardInterrupt("killed before the manifest")
 
     with monkeypatch.context() as patch:
-        patch.setattr(export_module, "doc_ids_digest", crash)
+        patch.setattr(export_stage, "doc_ids_digest", crash)
         with pytest.raises(KeyboardInterrupt):
             ctx = RunContext(str(run.run_dir), force=True).use_session(spark)
             run_export(ctx, str(out), target_shard_bytes=2 * SMALL_TARGET)

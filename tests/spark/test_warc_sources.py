@@ -13,10 +13,10 @@ import pytest
 
 from curate.io.fs import expand_inputs
 from curate.io.warc_sources import WARC_FILE_CONTENTS, reads_through_hadoop, warc_files_frame
-from curate.schema import WARC_FILES, spark_schema
-from curate.stage import StepsFunction
+from curate.runners.spark import map_steps
+from curate.schema import WARC_FILES
 from curate.stages.ingest import IngestConfig, ingest_steps
-from curate.step import final_schema, run_steps
+from curate.step import run_steps
 
 pytestmark = pytest.mark.spark
 
@@ -52,7 +52,7 @@ def test_file_uris_through_binary_file_give_the_local_records(spark, warc_paths:
     assert files == {uri: Path(path).stat().st_size for uri, path in zip(uris, warc_paths, strict=True)}
 
     steps = ingest_steps(IngestConfig())
-    out = frame.mapInArrow(StepsFunction(steps, schema), spark_schema(final_schema(steps, schema)))
+    out = map_steps(frame, steps, schema)
     remote = [row.asDict() for row in out.select(*COLUMNS).collect()]
     local = _local_rows(warc_paths)
     # doc_ids hash the file's base name, not its full path, so they agree across the two ways of reading.

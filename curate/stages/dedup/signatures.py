@@ -1,0 +1,64 @@
+"""Phase 1: MinHash signatures of every document (the expensive part, written once), and those of earlier crawls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from curate.errors import ConfigError
+from curate.io import fs
+from curate.manifest import read_manifest
+from curate.runners.spark import map_in_arrow
+from curate.schema import SIGNATURES, spark_schema
+from curate.stages.registry import SIGNATURES_DIR
+from curate.steps.minhash import MinHashParams, MinHashStep
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+class _SignaturesFunction:
+    """The picklable body of `mapInArrow` that turns (doc_id, text) batches into SIGNATURES batches."""
+
+    def __init__(self, params: MinHashParams) -> None:
+        self.step = MinHashStep(params, signatures_only=True)
+
+    def __call__(self, batches: Any) -> Any:
+        from curate.step import conform
+
+        for batch in self.step.apply(batches):
+            yield conform(batch, SIGNATURES)
+
+
+def compute_signatures(documents: DataFrame, params: MinHashParams) -> DataFrame:
+    """SIGNATURES rows (doc_id, minhash, n_shingles) for every document."""
+    texts = documents.select("doc_id", "text")
+    cores = documents.sparkSession.sparkContext.defaultParallelism
+    if texts.rdd.getNumPartitions() < cores:
+        # A small input is one Parquet split, i.e. one task on one core; MinHash is the CPU-heavy part.
+        texts = texts.repartition(cores)
+    return map_in_arrow(texts, _SignaturesFunction(params), SIGNATURES)
+
+
+def read_previous_signatures(spark: Any, previous: list[str], params: MinHashParams) -> DataFrame | None:
+    """The stored signatures of earlier dedup stages, checked to be comparable with `params`."""
+    frames = []
+    for stage_dir in previous:
+        manifest = read_manifest(stage_dir)
+        if manifest is None:
+            raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
+        stored = manifest.extra.get("signature_config")
+        if stored != params.signature_config():
+            raise ConfigError(
+                f"dedup.previous: {stage_dir} has signatures made with {stored}, this run uses "
+                f"{params.signature_config()}: signatures must share num_perm, ngram and seed"
+            )
+        frames.append(
+            spark.read.schema(spark_schema(SIGNATURES)).parquet(fs.to_uri(fs.join(stage_dir, SIGNATURES_DIR)))
+        )
+    if not frames:
+        return None
+    combined = frames[0]
+    for frame in frames[1:]:
+        combined = combined.unionByName(frame)
+    # The same record kept by two earlier stages (one crawl deduplicated twice) must stay one graph node.
+    return combined.dropDuplicates(["doc_id"]) if len(frames) > 1 else combined

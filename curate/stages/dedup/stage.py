@@ -1,0 +1,204 @@
+"""The near-dedup stage: the four phases on DataFrames (`deduplicate`), and `run_near_dedup` writing them into a run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from curate.errors import ConfigError
+from curate.io import fs
+from curate.manifest import read_manifest
+from curate.schema import DUPLICATES
+from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
+from curate.stages.dedup.components import cut_lineage
+from curate.stages.dedup.config import DedupConfig
+from curate.stages.dedup.keep import assign_stars, conform_frame, keep_attributes, mark_duplicates
+from curate.stages.dedup.signatures import compute_signatures, read_previous_signatures
+from curate.stages.registry import DUPLICATES_DIR, SIGNATURES_DIR
+from curate.steps.minhash import MinHashStep
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from curate.manifest import Manifest
+    from curate.stage import Inputs, RunContext
+
+
+NEAR_DEDUP_STEP = "minhash_lsh_verified_stars_v2"
+
+
+@dataclass
+class DedupResult:
+    """`documents` is the input with drop columns; `duplicates` has the DUPLICATES schema."""
+
+    documents: DataFrame
+    duplicates: DataFrame
+    signatures: DataFrame
+    stats: dict[str, int]
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def find_duplicates(
+    signatures: DataFrame,
+    attributes: DataFrame,
+    config: DedupConfig,
+    previous: DataFrame | None = None,
+    timings: dict[str, float] | None = None,
+    texts: DataFrame | None = None,
+) -> tuple[DataFrame, dict[str, int]]:
+    """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
+
+    `texts` (doc_id, text) of this run's documents is what `verify: exact` measures; without it the
+    signature estimate is used.
+
+    `signatures` should be materialised (read from Parquet or persisted): it is read several times.
+    `timings` (if given) receives the seconds spent materialising candidates and components.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    params = config.minhash
+    bands, rows = params.bands_rows
+    current = signatures.select("doc_id", "minhash", "n_shingles", F.lit(True).alias("is_new"))
+    reseen = None
+    if previous is not None:
+        earlier = previous.select("doc_id", "minhash", "n_shingles", F.lit(False).alias("is_new"))
+        # A document already in the earlier corpus (same doc_id) is the same record fetched again.
+        reseen = current.join(earlier.select("doc_id"), "doc_id", "left_semi")
+        current = current.join(earlier.select("doc_id"), "doc_id", "left_anti")
+        nodes_all = current.unionByName(earlier)
+    else:
+        nodes_all = current
+
+    # Candidates are scored once and materialised; the threshold is a filter on the stored scores.
+    with _timed(timings, "candidates"):
+        candidates = candidate_pairs(band_hashes(nodes_all, bands, rows), config.max_bucket_size)
+        scored = verify_pairs(candidates, nodes_all, None)
+        if config.verify == "exact" and texts is not None:
+            scored = with_exact_jaccard(
+                scored, texts, params.ngram, threshold=params.threshold, margin=config.exact_margin
+            )
+        scored = cut_lineage(scored)
+    threshold = config.edge_threshold
+    edges = scored.where(F.col("jaccard") >= F.lit(threshold))
+    with _timed(timings, "components"):
+        earlier_ids = None if previous is None else nodes_all.where(~F.col("is_new")).select("doc_id")
+        removed, star_stats = assign_stars(edges, nodes_all, attributes, config, earlier_ids, texts)
+    # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
+    duplicates = removed.withColumn(
+        "cluster_id", F.least("kept_doc_id", F.min("doc_id").over(Window.partitionBy("kept_doc_id")))
+    ).select("doc_id", "cluster_id", "kept_doc_id", "jaccard")
+    if reseen is not None:
+        duplicates = duplicates.unionByName(
+            reseen.select(
+                "doc_id",
+                F.col("doc_id").alias("cluster_id"),
+                F.col("doc_id").alias("kept_doc_id"),
+                F.lit(1.0).cast("float").alias("jaccard"),
+            )
+        )
+    counts = scored.agg(F.count("*"), F.count(F.when(F.col("jaccard") >= F.lit(threshold), 1))).collect()[0]
+    stats = {"bands": bands, "rows": rows, "candidate_pairs": counts[0], "edges": counts[1], **star_stats}
+    return conform_frame(duplicates, DUPLICATES), stats
+
+
+def deduplicate(
+    documents: DataFrame, config: DedupConfig | None = None, previous: DataFrame | None = None
+) -> DedupResult:
+    """The whole transform on DataFrames (the stage adds Parquet output, scratch and the manifest).
+
+    Signatures are persisted here so MinHash runs once per document; call `result.signatures.unpersist()`
+    when done.
+    """
+    from pyspark import StorageLevel
+
+    config = config or DedupConfig()
+    signatures = compute_signatures(documents, config.minhash).persist(StorageLevel.MEMORY_AND_DISK)
+    texts = documents.select("doc_id", "text")
+    duplicates, stats = find_duplicates(signatures, keep_attributes(documents, config), config, previous, texts=texts)
+    return DedupResult(mark_duplicates(documents, duplicates), duplicates, signatures, stats)
+
+
+def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Manifest:
+    """Near-dedup the documents of `inputs.stages[0]`; `inputs.stages[1:]` are near-dedup stages of earlier
+    crawls, whose stored signatures join the banding and whose documents are never removed.
+
+    Besides the kept documents and `_rejected/`, the stage holds `_duplicates/` (DUPLICATES: every removal
+    with its cluster, kept document and Jaccard estimate) and `_signatures/` (SIGNATURES of the kept
+    documents: the index a later crawl is deduplicated against). Always runs on Spark (a local[*] session
+    under the local runner): clustering is a distributed job.
+    """
+    from pyspark.sql import functions as F
+
+    from curate.stage import count_rows, open_stage, write_spark_output
+
+    source, *previous = inputs.stages
+    for stage_dir in previous:
+        if read_manifest(stage_dir) is None:
+            raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
+    step = MinHashStep(config.minhash)
+    with open_stage(
+        ctx,
+        inputs,
+        config={"dedup": config.to_dict(), "previous": previous, "steps": {step.name: step.config()}},
+        steps=[step.name, NEAR_DEDUP_STEP],
+    ) as stage:
+        if not stage.pending:
+            return stage.result
+        spark = ctx.spark
+        timings: dict[str, float] = {}
+        documents = spark.read.parquet(fs.to_uri(source))
+        rows_in = count_rows(ctx, source)
+
+        # Scratch lives beside the staged output: the kept-documents write replaces the whole staged directory.
+        work = stage.path + ".work"
+        fs.remove_tree(work)
+        signatures_path = fs.join(work, "signatures")
+        with _timed(timings, "signatures"):
+            compute_signatures(documents, config.minhash).write.mode("overwrite").parquet(fs.to_uri(signatures_path))
+        signatures = spark.read.parquet(fs.to_uri(signatures_path))
+        prior = read_previous_signatures(spark, previous, config.minhash)
+        texts = documents.select("doc_id", "text")
+        duplicates, stats = find_duplicates(
+            signatures, keep_attributes(documents, config), config, prior, timings, texts=texts
+        )
+        work_duplicates = fs.join(work, "duplicates")
+        with _timed(timings, "keep_rule"):
+            duplicates.sortWithinPartitions("cluster_id", "doc_id").write.mode("overwrite").parquet(
+                fs.to_uri(work_duplicates)
+            )
+        duplicates = spark.read.parquet(fs.to_uri(work_duplicates))
+        with _timed(timings, "write_documents"):
+            counts = write_spark_output(stage, mark_duplicates(documents, duplicates))
+
+        duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)
+        fs.rename(work_duplicates, duplicates_path)
+        duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
+        with _timed(timings, "write_index"):
+            kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+            kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
+                fs.to_uri(fs.join(stage.tmp_path, SIGNATURES_DIR))
+            )
+            clusters = duplicates.select(F.countDistinct("cluster_id")).first()
+        fs.remove_tree(work)
+        extra = {
+            **stats,
+            "clusters": int(clusters[0]) if clusters else 0,
+            "signature_config": config.minhash.signature_config(),
+            "previous": previous,
+            "seconds": timings,
+        }
+        stage.finish(rows_in=rows_in, rows_out=counts.rows_out, drops=counts.drops, extra=extra)
+    return stage.result
