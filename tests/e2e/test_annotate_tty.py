@@ -1,8 +1,10 @@
 """The interactive annotator driven through a real pseudo-terminal: screens, prefix keys, seed growth, undo, resume.
 
-The domain statistics are built here from real URLs and texts (llm-webkit's math sites, StackMathQA, trafilatura's
-evaluation pages) with the domains stage's own key functions, in the stage's layout (`_prefixes/`, `_samples/`,
-`_uncollected/`): one row per registered domain, prefixes of one and two path segments and subdomains.
+Two sets of statistics. A real run: iteration 1 of `curate run` on the real HTML pages of ../shared/data, whose
+domains stage output the review reads as a user's would, and whose seed expansion stage then adds exactly the
+pages the screen promised. And statistics built here from real URLs and texts (llm-webkit's math sites,
+StackMathQA, trafilatura's evaluation pages) with the domains stage's own key functions, in the stage's layout
+(`_prefixes/`, `_samples/`, `_uncollected/`), large enough for undo, skip and resume, with hostile bytes in a snippet.
 """
 
 from __future__ import annotations
@@ -234,3 +236,111 @@ def test_review_without_statistics_exits_2(tmp_path: Path) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 2
+
+
+# --- on a real run ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_run(spark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Iteration 1 of `curate run` (Spark local[2]) on the real pages of ../shared/data/html wrapped into a WARC:
+    ingest, dedup, training on StackMathQA and OpenStax, scoring, selection and the domains stage."""
+    from support.warcs import real_pages as html_pages
+    from support.warcs import write_warc
+
+    from curate.pipeline import PipelineConfig, run_pipeline
+    from curate.stage import RunContext
+
+    base = tmp_path_factory.mktemp("real-run")
+    warc = base / "pages.warc.gz"
+    write_warc(html_pages(shared_data), warc)
+    config = PipelineConfig.from_dict(
+        {
+            "train": {
+                "seed": [str(shared_data / "math-text/stackmathqa"), str(shared_data / "math-text/openstax-calculus")],
+                "bucket": 20_000,
+                "dim": 16,
+                "max_per_class": 400,
+            },
+            "select": {},
+            "loop": {"iterations": 1, "annotations": str(base / "annotations")},
+            "decontaminate": {"enabled": False},
+            "export": {"enabled": False},
+        }
+    )
+    run_dir = base / "run"
+    run_pipeline(RunContext(str(run_dir)).use_session(spark), [str(warc)], config)
+    return run_dir
+
+
+def _uncollected_urls(run_dir: Path) -> list[str]:
+    """Pages iteration 1 scored but did not select, read straight from the two stages' Parquet."""
+    from curate.stage import read_stage_table
+
+    iteration = run_dir / "iter-01"
+    kept = set(read_stage_table(str(iteration / "03_math_select"), ["doc_id"]).column("doc_id").to_pylist())
+    scored = read_stage_table(str(iteration / "02_math_score"), ["doc_id", "url"]).to_pylist()
+    return [row["url"] for row in scored if row["doc_id"] not in kept]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_review_of_a_real_run_shows_samples_and_prefixes_and_the_seed_a_prefix_adds(
+    real_run: Path, tmp_path: Path
+) -> None:
+    from curate.annotate.store import AnnotationStore
+    from curate.stage import Inputs, RunContext, read_stage_table
+    from curate.stages.seed import run_seed_expansion
+
+    stats = real_run / "iter-01" / "04_domains"
+    domains = read_stage_table(str(stats)).to_pylist()
+    prefixes = read_stage_table(str(stats / PREFIXES_DIR)).to_pylist()
+    uncollected = _uncollected_urls(real_run)
+    assert uncollected
+    # The review's order: flagged domains, most pages first. The target is the first real domain (not the
+    # placeholder host of pages without a known URL) with a listed prefix that holds uncollected pages.
+    queue = sorted((r for r in domains if r["flagged"]), key=lambda r: (-r["pages_seen"], r["domain"]))
+    assert 0 < len(queue) < len(domains)
+    target = target_prefix = None
+    for row in queue:
+        listed = [p for p in prefixes if p["domain"] == row["domain"]]
+        listed.sort(key=lambda p: (-p["pages_seen"], -p["pages_collected"], p["prefix"]))
+        open_prefixes = [p for p in listed[:9] if any(matches(url, p["prefix"]) for url in uncollected)]
+        if row["domain"] != "unknown-url.invalid" and open_prefixes:
+            target, target_prefix = row["domain"], open_prefixes[0]["prefix"]
+            break
+    assert target is not None and target_prefix is not None
+    expected = sum(matches(url, target_prefix) for url in uncollected)
+
+    root = tmp_path / "annotations"
+    child = _spawn(stats, root)
+    for row in queue[: queue.index(next(r for r in queue if r["domain"] == target))]:
+        child.expect(f"domain {re.escape(row['domain'])}")
+        child.expect("q quit")
+        child.send("s")
+    child.expect(f"domain {re.escape(target)}")
+    child.expect("q quit")
+    screen = child.before
+    assert re.search(rf"(collected|uncollected) +https?://\S*{re.escape(target)}/", screen)  # sample pages
+    found = re.search(rf"^\W*(\d) +{re.escape(target_prefix)} +\d+ +\d+ ", screen, re.MULTILINE)  # prefix table
+    assert found is not None, screen
+    child.send(found.group(1))
+    child.expect(f"target: prefix {found.group(1)} {re.escape(target_prefix)}")
+    child.expect(r"next seed: m adds ([\d,]+) uncollected pages")
+    assert int(child.match.group(1).replace(",", "")) == expected > 0
+    child.expect("q quit")
+    child.send("m")
+    child.expect(f"marked {re.escape(target_prefix)} math")
+    child.expect("q quit")
+    child.send("q")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+    # The seed expansion stage, run on the same run with the saved label, adds exactly what the screen said.
+    labels = AnnotationStore(root).labels(up_to_iteration=1)
+    assert labels == {target_prefix: "math"}
+    ctx = RunContext(str(real_run), runner="local")
+    iteration = real_run / "iter-01"
+    inputs = Inputs("iter-01/05_seed", stages=(str(iteration / "02_math_score"), str(iteration / "03_math_select")))
+    assert run_seed_expansion(ctx, inputs, labels).rows_out == expected
