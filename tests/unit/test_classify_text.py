@@ -206,3 +206,31 @@ def test_negatives_from_web_text_beside_documents_count_each_text_once(shared_da
         [dclm, documents], 10_000, seed=0, exclude_urls=set(), exclude_texts=set(), max_chars=20_000
     )
     assert [e.key for e in again] == [e.key for e in examples]  # the draw ignores file order
+
+
+def test_seed_and_crawled_page_spell_real_textbook_math_alike(shared_data: Path) -> None:
+    """The seed reader (CNXML) and page extraction (HTML) meet the same MathML and must write the same LaTeX."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    from curate.extraction.math_html import extract_main_text
+
+    namespace = "{http://www.w3.org/1998/Math/MathML}"
+    compared = 0
+    for module in sorted((shared_data / "math-text/openstax-calculus/modules").glob("m*/index.cnxml"))[:5]:
+        for math in ET.fromstring(module.read_bytes()).iter(f"{namespace}math"):
+            if not any(node.tag == f"{namespace}msup" for node in math.iter()):
+                continue  # superscripts are where `{x}^{2}` and `x^2` used to part ways
+            math.tail = None  # the formula alone, not the paragraph text after it
+            markup = re.sub(r"<(/?)ns\d+:", r"<\1", ET.tostring(math, encoding="unicode"))
+            markup = re.sub(r' xmlns(:ns\d+)?="[^"]*"', "", markup)
+            cnxml = f'<document xmlns="http://cnx.rice.edu/cnxml"><content><para>Then {ET.tostring(math, encoding="unicode")} holds.</para></content></document>'
+            seed_text = cnxml_to_text(cnxml.encode())
+            page_text = extract_main_text(
+                f"<html><body><article><p>Then {markup} holds.</p></article></body></html>"
+            ).text
+            assert seed_text.strip() == " ".join(page_text.split()), (seed_text, page_text)
+            assert "{x}^" not in seed_text
+            compared += 1
+            break
+    assert compared >= 3
