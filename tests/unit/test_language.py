@@ -1,0 +1,38 @@
+"""LanguageStep on real pages: the same labels and scores as py3langid's own identifier, loaded as shipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from support.warcs import real_pages
+
+from curate.extraction.decode import decode_html
+from curate.extraction.math_html import extract_main_text
+from curate.schema import DOCUMENTS
+from curate.steps.language import SAMPLE_CHARS, LanguageStep
+
+
+def test_language_step_matches_py3langid_as_shipped(shared_data: Path) -> None:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    # Every fourth page: English articles, German and Spanish news, Chinese and math pages.
+    texts = [extract_main_text(decode_html(page.html, None)[0]).text for page in real_pages(shared_data)[::4]]
+    texts.append("   ")  # no text, no language
+    batch = pa.RecordBatch.from_pydict(
+        {name: texts if name == "text" else [None] * len(texts) for name in DOCUMENTS.names}, schema=DOCUMENTS
+    )
+    out = LanguageStep().process(batch)
+    languages = out.column("language").to_pylist()
+    scores = out.column("language_score").to_numpy(zero_copy_only=False)
+
+    shipped = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    assert shipped.nb_ptc.dtype == np.float16  # what the step widens; if this changes, so may the speed note
+    with_text = [i for i, text in enumerate(texts) if text[:SAMPLE_CHARS].strip()]
+    expected = [shipped.classify(texts[i][:SAMPLE_CHARS]) for i in with_text]
+    assert [languages[i] for i in with_text] == [language for language, _ in expected]
+    assert np.array_equal(scores[with_text], np.array([score for _, score in expected], dtype=np.float32))
+    blank = [i for i in range(len(texts)) if i not in with_text]
+    assert blank and all(languages[i] is None and np.isnan(scores[i]) for i in blank)
+    assert len(set(languages)) >= 5
