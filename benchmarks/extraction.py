@@ -5,7 +5,8 @@ it, openwebmath-text-extract):
 - math: formula recall on the 23 llm-webkit-bench math pages (`support.formula_recall`),
   micro-averaged over their 1,026 ground-truth formulas, with docs/s and MB/s of HTML on those pages;
 - articles: main-text token F1 on the 181 article-extraction-benchmark pages against their `articleBody`;
-- pages: docs/s over all 813 real HTML pages of the shared data (`support.warcs.real_pages`), by
+- pages: docs/s over all 813 real HTML pages of the shared data (`support.warcs.real_pages`), then the
+  ten slowest pages for ours beside resiliparse alone on each (the difference is the math rewrite), by
   default for ours and resiliparse only (the slow peers take minutes there; name them to include them).
 
 Throughput is single-threaded wall time per extractor call (parse included, file reading excluded): for each
@@ -33,6 +34,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _paths import ROOT
 from peers import owm_client
@@ -84,14 +86,19 @@ def available_peers(names: list[str]) -> list[str]:
 
 
 def run_all(
-    extractors: dict[str, Extractor], htmls: list[str], repeat: int, peers: tuple[str, ...] | list[str] = ()
+    extractors: dict[str, Extractor],
+    htmls: list[str],
+    repeat: int,
+    peers: tuple[str, ...] | list[str] = (),
+    per_page: dict[str, list[float]] | None = None,
 ) -> dict[str, tuple[list[str], float]]:
     """Per extractor: its outputs and docs/s.
 
     docs/s is the page count over the sum, across pages, of the fastest of `repeat` calls. Extractors are
     interleaved page by page, so a burst of load from other processes on this shared machine hits all of
     them alike, and the minimum filters out the rest (as `timeit` advises). Peers run afterwards, each in its
-    own process, timed per page inside it the same way.
+    own process, timed per page inside it the same way. `per_page`, when given, receives each in-process
+    extractor's fastest seconds per page.
     """
     best = {name: [float("inf")] * len(htmls) for name in extractors}
     outputs: dict[str, list[str]] = {name: [""] * len(htmls) for name in extractors}
@@ -107,6 +114,8 @@ def run_all(
                     outputs[name][index] = text
                 best[name][index] = min(best[name][index], elapsed)
     results = {name: (outputs[name], len(htmls) / sum(best[name])) for name in extractors}
+    if per_page is not None:
+        per_page.update(best)
     if "openwebmath" in peers:
         owm = owm_client.run_owm(htmls, repeat)
         failed = Counter(error for error in owm.errors if error)
@@ -180,15 +189,35 @@ def bench_pages(extractors: dict[str, Extractor], data: Path, repeat: int, peers
     from resiliparse.parse.encoding import bytes_to_str, detect_encoding
     from support.warcs import real_pages
 
-    htmls = [bytes_to_str(page.html, detect_encoding(page.html)) for page in real_pages(data)]
+    pages = real_pages(data)
+    htmls = [bytes_to_str(page.html, detect_encoding(page.html)) for page in pages]
     megabytes = sum(len(html.encode("utf-8")) for html in htmls) / 1e6
     print(f"\nThroughput: all {len(htmls)} real HTML pages of the shared data, {megabytes:.1f} MB")
     print(f"{'extractor':<13} {'docs/s':>8} {'MB/s':>6} {'speed vs ours':>14}")
-    results = run_all(extractors, htmls, repeat, peers)
+    per_page: dict[str, list[float]] = {}
+    results = run_all(extractors, htmls, repeat, peers, per_page)
     base = results["ours"][1] if "ours" in results else None
     for name, (_, rate) in results.items():
         ratio = f"{rate / base:.2f}x" if base else "-"
         print(f"{name:<13} {rate:>8.1f} {rate * megabytes / len(htmls):>6.2f} {ratio:>14}")
+    if "ours" in per_page:
+        print_slowest(per_page, pages, htmls)
+
+
+def print_slowest(per_page: dict[str, list[float]], pages: list[Any], htmls: list[str], count: int = 10) -> None:
+    """The pages that cost us most, beside resiliparse alone on the same page: the difference is our math
+    rewrite (formulas found and converted), the rest is resiliparse's own parse and main-content pass."""
+    ours = per_page["ours"]
+    floor = per_page.get("resiliparse")
+    slowest = sorted(range(len(ours)), key=lambda index: -ours[index])[:count]
+    share = sum(ours[index] for index in slowest) / sum(ours)
+    print(f"\nSlowest {count} pages for ours ({share:.0%} of its time over {len(ours)} pages)")
+    print(f"{'ours ms':>8} {'resiliparse ms':>15} {'KB':>6} {'formulas':>8}  page")
+    for index in slowest:
+        alone = f"{1000 * floor[index]:>15.1f}" if floor else f"{'-':>15}"
+        formulas = extract_main_text(htmls[index]).n_formulas
+        name = pages[index].source.as_posix().split("/html/", 1)[-1]
+        print(f"{1000 * ours[index]:>8.1f} {alone} {len(htmls[index]) / 1024:>6.0f} {formulas:>8}  {name}")
 
 
 def main(argv: list[str] | None = None) -> None:
