@@ -17,9 +17,10 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from curate.classify.select import SelectConfig
 from curate.config import section, unknown_keys
 from curate.errors import ConfigError
 from curate.io import fs
@@ -36,15 +37,6 @@ if TYPE_CHECKING:
     from curate.stages.domains import DomainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SelectSection:
-    # None with no token_budget: the threshold the model chose on validation for train.target_precision.
-    # fastText scores are not calibrated, so a fixed 0.5 means nothing.
-    min_score: float | None = None
-    token_budget: int | None = None
-    sweep: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -83,7 +75,7 @@ def _is_number(value: Any) -> bool:
 class PipelineConfig:
     ingest: IngestConfig
     train: TrainConfig
-    select: SelectSection
+    select: SelectConfig
     loop: LoopConfig
     decontaminate: DecontamConfig
     export: ExportSection
@@ -103,7 +95,7 @@ class PipelineConfig:
         return cls(
             ingest=section(raw, "ingest", IngestConfig, origin),
             train=section(raw, "train", TrainConfig, origin),
-            select=section(raw, "select", SelectSection, origin),
+            select=section(raw, "select", SelectConfig, origin),
             loop=section(raw, "loop", LoopConfig, origin),
             decontaminate=section(raw, "decontaminate", DecontamConfig, origin),
             export=section(raw, "export", ExportSection, origin),
@@ -139,21 +131,6 @@ def _mapping(raw: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{origin}: section {name!r} must be a mapping")
     return values
-
-
-def _select_config(select: SelectSection, train: Manifest) -> Any:
-    """Without min_score and budget, select at the threshold the model chose for the target precision."""
-    from curate.classify.select import SelectConfig
-
-    min_score = select.min_score
-    if min_score is None and select.token_budget is None:
-        min_score = (train.extra.get("threshold") or {}).get("threshold")
-        if min_score is None:
-            raise ConfigError(
-                "select: the model records no threshold; set select.min_score or select.token_budget "
-                "(or retrain: models since trainer v2 record one)"
-            )
-    return SelectConfig(min_score=min_score, token_budget=select.token_budget, sweep=tuple(select.sweep))
 
 
 def _selection_overlap(ctx: RunContext, current: str, previous: str) -> float:
@@ -230,7 +207,9 @@ def _run_locked(
         )
         selected = record(
             registry.SELECT.run(
-                ctx, Inputs(registry.SELECT.name(k), stages=(stage_dir(score),)), _select_config(config.select, train)
+                ctx,
+                Inputs(registry.SELECT.name(k), stages=(stage_dir(score),)),
+                config.select.at_model_threshold((train.extra.get("threshold") or {}).get("threshold")),
             )
         )
         domains = record(

@@ -21,7 +21,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -113,27 +112,44 @@ class Inputs:
 
 
 class Stage:
-    """One execution of a stage, driven by `open_stage`: skipped, or staged into `<name>.tmp/` and committed."""
+    """One execution of a stage, and the one context manager every stage runs in.
+
+        with Stage(ctx, inputs, config=..., steps=[...]) as stage:
+            if stage.pending:
+                ...write into stage.tmp_path...
+                stage.finish(rows_in=..., rows_out=..., drops=...)
+        return stage.result
+
+    Entering skips the stage when a finished manifest has the same fingerprint; otherwise it takes the run lock
+    and clears the stage's own staging directory `<name>.tmp/`. Leaving after `finish` writes the manifest and
+    renames the staging directory into place; leaving on an exception commits nothing and releases the lock.
+
+    `config` is what the fingerprint and the manifest record; `input_fingerprints` cover raw inputs beyond
+    `inputs.files` (a seed corpus); `code` names classes, functions or modules (beyond the Step classes in
+    `steps`) whose source, when edited, must re-run the stage.
+    """
 
     def __init__(
         self,
         ctx: RunContext,
-        name: str,
+        inputs: Inputs,
         *,
         config: dict[str, Any],
         steps: list[str],
-        inputs: Iterable[str] = (),
         input_fingerprints: Iterable[str] = (),
         code: Iterable[Any] = (),
     ) -> None:
+        name = inputs.out
         self.ctx = ctx
         self.name = name
         self.config = config
         self.steps = steps
-        self.inputs = list(inputs)
+        self.inputs = list(inputs.stages)
         self.path = ctx.stage_dir(name)
         self.tmp_path = self.path + ".tmp"
         fingerprints = list(input_fingerprints)
+        if inputs.files:
+            fingerprints.append(files_fingerprint(list(inputs.files)))
         self.input_records: list[dict[str, str]] = []
         for input_dir in self.inputs:
             upstream = read_manifest(input_dir)
@@ -150,16 +166,37 @@ class Stage:
         self._locked = False
         self.progress = StageProgress(name, spark=ctx.runner != "local")
 
+    def __enter__(self) -> Stage:
+        done = self._finished()
+        if done is not None:
+            log.info("stage %s already finished (fingerprint %s): skipped", self.name, done.fingerprint)
+            self.manifest = done
+            return self
+        try:
+            self._begin()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if exc_type is None and self.manifest is None:
+                self._commit()
+        finally:
+            self.progress.stop()
+            self._release()
+
     @property
     def result(self) -> Manifest:
-        """The stage's manifest once `open_stage` has skipped or committed it."""
+        """The stage's manifest once it was skipped or committed."""
         if self.manifest is None:
             raise CurateError(f"stage {self.name} has not finished")
         return self.manifest
 
     @property
     def pending(self) -> bool:
-        """True when the stage must run (no matching finished manifest): the body of `open_stage` does its work."""
+        """True when the stage must run (no matching finished manifest)."""
         return self.manifest is None
 
     def finish(
@@ -171,7 +208,7 @@ class Stage:
         problems: list[dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        """The counts the manifest records; `open_stage` commits them when the body ends."""
+        """The counts the manifest records; leaving the `with` block commits them."""
         self._outcome = {"rows_in": rows_in, "rows_out": rows_out, "drops": drops, "problems": problems, "extra": extra}
 
     def _finished(self) -> Manifest | None:
@@ -250,50 +287,6 @@ class Stage:
         fs.rename(self.tmp_path, self.path)
         self.manifest = manifest
         return manifest
-
-
-@contextmanager
-def open_stage(
-    ctx: RunContext,
-    inputs: Inputs,
-    *,
-    config: dict[str, Any],
-    steps: list[str],
-    input_fingerprints: Iterable[str] = (),
-    code: Iterable[Any] = (),
-) -> Iterator[Stage]:
-    """The one way a stage runs: skip on a matching fingerprint, else lock, stage, and commit on success.
-
-        with open_stage(ctx, inputs, config=..., steps=[...]) as stage:
-            if stage.pending:
-                ...write into stage.tmp_path...
-                stage.finish(rows_in=..., rows_out=..., drops=...)
-        return stage.manifest
-
-    `config` is what the fingerprint and the manifest record; `input_fingerprints` cover raw inputs beyond
-    `inputs.files` (a seed corpus); `code` names classes, functions or modules (beyond the Step classes in
-    `steps`) whose source, when edited, must re-run the stage. If the body raises, nothing is committed, the
-    lock is released, and the staging directory is left for the next attempt to clear.
-    """
-    fingerprints = list(input_fingerprints)
-    if inputs.files:
-        fingerprints.append(files_fingerprint(list(inputs.files)))
-    stage = Stage(
-        ctx, inputs.out, config=config, steps=steps, inputs=inputs.stages, input_fingerprints=fingerprints, code=code
-    )
-    done = stage._finished()
-    if done is not None:
-        log.info("stage %s already finished (fingerprint %s): skipped", stage.name, done.fingerprint)
-        stage.manifest = done
-        yield stage
-        return
-    try:
-        stage._begin()
-        yield stage
-        stage._commit()
-    finally:
-        stage.progress.stop()
-        stage._release()
 
 
 # --- writing a stage's output -------------------------------------------------------------------------
@@ -476,7 +469,7 @@ def run_step_stage(
     step_config = {"steps": {step.name: step.config() for step in steps}, **(config or {})}
     source_files = list(inputs.files) if inputs.files else None
     source_stage = inputs.stages[0] if inputs.stages else None
-    with open_stage(ctx, inputs, config=step_config, steps=[step.name for step in steps]) as stage:
+    with Stage(ctx, inputs, config=step_config, steps=[step.name for step in steps]) as stage:
         if stage.pending:
             out_schema = final_schema(steps, input_schema)
             options = {"count_by": count_by, "collect_reasons": collect_reasons}

@@ -15,7 +15,7 @@ last included document, which filters the full documents without a join.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +48,13 @@ def parse_token_count(value: str | int) -> int:
 
 @dataclass(frozen=True)
 class SelectConfig:
+    """The select stage's rule: the `select:` section of a recipe and the options of `curate classify select`.
+
+    Neither `min_score` nor `token_budget` (a recipe's default) means the threshold the iteration's model chose
+    on validation for `train.target_precision` (`at_model_threshold`): fastText scores are not calibrated, so a
+    fixed 0.5 means nothing.
+    """
+
     min_score: float | None = None
     token_budget: int | None = None
     tokenizer: str = DEEPSEEK_BPE  # used only when the input has no n_tokens column yet
@@ -55,14 +62,29 @@ class SelectConfig:
     partitions: int | None = None  # range partitions of the ranking; default: Spark's shuffle partitions
 
     def __post_init__(self) -> None:
-        if self.min_score is None and self.token_budget is None:
-            raise ConfigError("select: give --min-score, --token-budget, or both")
+        if isinstance(self.sweep, list):  # YAML gives a list
+            object.__setattr__(self, "sweep", tuple(self.sweep))
         if self.token_budget is not None and self.token_budget < 0:
             raise ConfigError(f"select: --token-budget must be >= 0, got {self.token_budget}")
         if self.tokenizer not in TOKENIZERS:
             raise ConfigError(f"select: unknown tokenizer {self.tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
         if any(b < 0 for b in self.sweep):
             raise ConfigError(f"select: sweep budgets must be >= 0, got {list(self.sweep)}")
+
+    def at_model_threshold(self, threshold: float | None) -> SelectConfig:
+        """This rule, or, when it has neither min_score nor budget, a min_score at the model's own threshold."""
+        if self.min_score is not None or self.token_budget is not None:
+            return self
+        if threshold is None:
+            raise ConfigError(
+                "select: the model records no threshold; set select.min_score or select.token_budget "
+                "(or retrain: models since trainer v2 record one)"
+            )
+        return replace(self, min_score=threshold)
+
+    def require_rule(self) -> None:
+        if self.min_score is None and self.token_budget is None:
+            raise ConfigError("select: give --min-score, --token-budget, or both")
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -288,6 +310,8 @@ def select_spark(df: DataFrame, config: SelectConfig, ranking_path: str | None =
     materialised ranking); without it the ranking is persisted in Spark's cache.
     """
     from pyspark import StorageLevel
+
+    config.require_rule()
     from pyspark.sql import functions as F
 
     if "math_score" not in df.columns:
@@ -320,6 +344,7 @@ def select_local(table: pa.Table, config: SelectConfig) -> Selection:
     """The pyarrow twin of `select_spark` for the local runner (whole table in memory: small inputs)."""
     from curate.classify.tokens import count_tokens
 
+    config.require_rule()
     if "math_score" not in table.column_names:
         raise ConfigError("select: the input has no math_score column; run the score stage first")
     if N_TOKENS.name not in table.column_names:

@@ -78,10 +78,10 @@ def run_score(ctx: RunContext, inputs: Inputs, config: ScoreConfig) -> Manifest:
 def run_select(ctx: RunContext, inputs: Inputs, config: SelectConfig) -> Manifest:
     """Select from the scored stage `inputs.stages[0]`; the rest go to `_rejected/` as below_threshold /
     over_budget, and `_ranking/` holds the ranking a token budget cut."""
-    from curate.stage import open_stage, read_stage_table, write_local_output, write_spark_output
+    from curate.stage import Stage, read_stage_table, write_local_output, write_spark_output
 
     (source,) = inputs.stages
-    with open_stage(ctx, inputs, config={"select": config.to_dict()}, steps=[SELECT_STEP]) as stage:
+    with Stage(ctx, inputs, config={"select": config.to_dict()}, steps=[SELECT_STEP]) as stage:
         if not stage.pending:
             return stage.result
         # Beside the staging directory, not in it: Spark's overwrite of the kept rows would delete it.

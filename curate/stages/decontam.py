@@ -44,7 +44,6 @@ from curate.stage import (
     RunContext,
     Stage,
     files_fingerprint,
-    open_stage,
     read_dataset_batches,
     write_local_output,
     write_spark_output,
@@ -189,7 +188,7 @@ def run_decontaminate(ctx: RunContext, inputs: Inputs, config: DecontamConfig) -
             "nothing: leave it out (--only) or allow it explicitly (--allow-empty-benchmarks)"
         )
     step = DecontaminateStep(index_path, mode=config.mode)
-    with open_stage(
+    with Stage(
         ctx,
         inputs,
         config={"steps": {step.name: step.config()}, "index": index.meta["config"], "benchmarks": index.benchmarks},

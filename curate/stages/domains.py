@@ -25,7 +25,7 @@ from curate.io import fs
 from curate.manifest import Manifest
 from curate.runners.spark import map_steps
 from curate.schema import DOMAIN_STATS, DROP_DETAIL, DROP_REASON, spark_schema
-from curate.stage import Inputs, RunContext, open_stage
+from curate.stage import Inputs, RunContext, Stage
 from curate.stages.classify import with_collected_flag
 from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 from curate.step import Step
@@ -111,7 +111,7 @@ def run_domains(ctx: RunContext, inputs: Inputs, config: DomainConfig) -> Manife
     from pyspark.sql import functions as F
 
     scored_stage, selected_stage = inputs.stages
-    with open_stage(ctx, inputs, config=config.__dict__, steps=[DOMAINS_STEP, DomainKeyStep.name]) as stage:
+    with Stage(ctx, inputs, config=config.__dict__, steps=[DOMAINS_STEP, DomainKeyStep.name]) as stage:
         if not stage.pending:
             return stage.result
         spark = ctx.spark

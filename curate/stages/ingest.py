@@ -29,8 +29,8 @@ from curate.stage import (
     Inputs,
     OutputCounts,
     RunContext,
+    Stage,
     count_rows,
-    open_stage,
     run_step_stage,
     write_local_output,
     write_spark_output,
@@ -130,9 +130,7 @@ URL_DEDUP_STEP = "exact_url_dedup_v1"
 def run_url_dedup(ctx: RunContext, inputs: Inputs, config: None = None) -> Manifest:
     """`inputs.stages`: the extract stage. Keeps one document per URL (the latest capture)."""
     (source,) = inputs.stages
-    with open_stage(
-        ctx, inputs, config={"keep": "latest warc_date, then smallest doc_id"}, steps=[URL_DEDUP_STEP]
-    ) as stage:
+    with Stage(ctx, inputs, config={"keep": "latest warc_date, then smallest doc_id"}, steps=[URL_DEDUP_STEP]) as stage:
         if stage.pending:
             if ctx.runner == "local":
                 parts = sorted(str(p) for p in Path(fs.local_path(source)).glob("part-*.parquet"))

@@ -17,7 +17,7 @@ from curate.annotate.patterns import PatternMatcher
 from curate.annotate.store import MATH, NOT_MATH
 from curate.manifest import Manifest, canonical_json
 from curate.runners.spark import map_steps
-from curate.stage import Inputs, RunContext, count_rows, open_stage, write_spark_output
+from curate.stage import Inputs, RunContext, Stage, count_rows, write_spark_output
 from curate.stages.classify import with_collected_flag
 from curate.step import Step, mark_dropped
 
@@ -71,7 +71,7 @@ def labels_digest(labels: dict[str, str]) -> str:
 def run_seed_expansion(ctx: RunContext, inputs: Inputs, labels: dict[str, str]) -> Manifest:
     """`inputs.stages`: the iteration's scored and select stages; `labels`: {URL pattern: math | not-math}."""
     scored_stage, selected_stage = inputs.stages
-    with open_stage(
+    with Stage(
         ctx, inputs, config={"annotations": labels_digest(labels), "patterns": len(labels)}, steps=[SEED_STEP]
     ) as stage:
         if not stage.pending:

@@ -15,7 +15,7 @@ from curate.errors import ConfigError
 from curate.fingerprints import files_fingerprint
 from curate.io import fs
 from curate.manifest import Manifest
-from curate.stage import Inputs, RunContext, open_stage
+from curate.stage import Inputs, RunContext, Stage
 
 TRAIN_STEP = "fasttext_train_v1"
 
@@ -55,7 +55,7 @@ def run_train(ctx: RunContext, inputs: Inputs, config: TrainConfig) -> Manifest:
     if not config.seed:
         raise ConfigError("train.seed: give at least one seed corpus path (math text, JSONL/Parquet/CNXML)")
     negatives_stage, *seed_stages = inputs.stages
-    with open_stage(
+    with Stage(
         ctx,
         inputs,
         config=asdict(config),

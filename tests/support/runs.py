@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from curate.classify.tokens import APPROX, TokenCountStep, count_tokens
 from curate.manifest import Manifest, write_manifest
 from curate.schema import CONTAMINATION, DOCUMENTS, DOMAIN_STATS, DUPLICATES, N_TOKENS, PREFIX_STATS, SCORE_FIELDS
-from curate.stage import Inputs, RunContext, open_stage
+from curate.stage import Inputs, RunContext, Stage
 
 GENERATED = pa.schema([*DOCUMENTS, N_TOKENS])
 # The stage names `curate run` uses (curate.pipeline).
@@ -464,7 +464,7 @@ def write_generated_stage(stage_dir: Path, shared_data: Path, raw_bytes: int, *,
 def commit_table_as_stage(ctx: RunContext, name: str, table: pa.Table, *, config: dict[str, Any] | None = None) -> str:
     """Commit `table` as the finished stage `name` of `ctx`'s run, through the runner's own Stage API, as an
     earlier stage would have left it; returns the stage directory."""
-    with open_stage(ctx, Inputs(name), config=config or {"fixture": name}, steps=[]) as stage:
+    with Stage(ctx, Inputs(name), config=config or {"fixture": name}, steps=[]) as stage:
         if stage.pending:
             Path(stage.tmp_path).mkdir(parents=True)
             pq.write_table(table, f"{stage.tmp_path}/part-00000.parquet")

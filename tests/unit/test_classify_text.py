@@ -158,9 +158,14 @@ def test_local_selection_is_a_sort_and_cut(min_score: float | None, budget: int 
         assert point["documents"] == len(_oracle(table, min_score, point["budget"]))
 
 
-def test_select_config_needs_a_rule() -> None:
-    with pytest.raises(ConfigError):
-        SelectConfig()
+def test_select_config_needs_a_rule_or_the_models_threshold() -> None:
+    table = pa.table({"doc_id": ["a"], "math_score": pa.array([0.9], pa.float32()), "n_tokens": [3]})
+    with pytest.raises(ConfigError, match="min-score, --token-budget"):
+        select_local(table, SelectConfig())
+    with pytest.raises(ConfigError, match="records no threshold"):
+        SelectConfig().at_model_threshold(None)
+    assert SelectConfig().at_model_threshold(0.7).min_score == 0.7
+    assert SelectConfig(token_budget=10).at_model_threshold(0.7).min_score is None
     assert json.dumps(SelectConfig(min_score=0.5).to_dict())
 
 

@@ -11,7 +11,7 @@ import pytest
 from curate.errors import ConfigError
 from curate.manifest import MANIFEST_NAME
 from curate.run_lock import holds_run_lock
-from curate.stage import Inputs, RunContext, checked_stage_path, open_stage, plain_stage_name
+from curate.stage import Inputs, RunContext, Stage, checked_stage_path, plain_stage_name
 
 CURATE = [sys.executable, "-m", "curate.cli.main"]
 
@@ -44,13 +44,13 @@ def test_a_commit_replaces_an_earlier_stage_but_never_a_foreign_directory(tmp_pa
     foreign = tmp_path / "run" / "notes"
     foreign.mkdir(parents=True)
     (foreign / "thesis.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="not a curate stage"), open_stage(ctx, Inputs("notes"), config={}, steps=[]):
+    with pytest.raises(ConfigError, match="not a curate stage"), Stage(ctx, Inputs("notes"), config={}, steps=[]):
         pytest.fail("a stage whose directory is not a curate stage must not start")
     assert (foreign / "thesis.txt").read_text() == "keep me"
     assert not holds_run_lock(ctx.run_dir)  # a refused stage does not keep the run locked
 
     for _ in range(2):  # the second commit replaces the first one's output
-        with open_stage(ctx, Inputs("01_counts"), config={}, steps=[]) as stage:
+        with Stage(ctx, Inputs("01_counts"), config={}, steps=[]) as stage:
             assert holds_run_lock(ctx.run_dir)
             Path(stage.tmp_path).mkdir()
             (Path(stage.tmp_path) / "part-0.txt").write_text("rows")

@@ -21,7 +21,7 @@ from support.runs import commit_table_as_stage
 
 from curate.fingerprints import code_versions, files_fingerprint, path_digest
 from curate.manifest import MANIFEST_NAME, read_manifest
-from curate.stage import Inputs, RunContext, Stage, open_stage, read_stage_table
+from curate.stage import Inputs, RunContext, Stage, read_stage_table
 from curate.stages import registry
 from curate.stages.decontam import DecontamConfig, run_decontaminate
 from curate.stages.ingest import run_ingest
@@ -143,17 +143,17 @@ def test_editing_a_steps_module_changes_its_stages_fingerprint(tmp_path: Path, m
     monkeypatch.syspath_prepend(str(tmp_path))
     probe = importlib.import_module("curate_probe_step")
     ctx = RunContext(str(tmp_path / "run"), runner="local")
-    with open_stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"]) as before:
+    with Stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"]) as before:
         assert set(before.code_versions) == {"probe_v1"} and before.pending
         Path(before.tmp_path).mkdir()
         before.finish(rows_in=0, rows_out=0, drops={})
     assert json.loads((tmp_path / "run/01_probe" / MANIFEST_NAME).read_text())["code"] == before.code_versions
-    with open_stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"]) as unchanged:
+    with Stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"]) as unchanged:
         assert not unchanged.pending
 
     module.write_text(module.read_text() + "\n    # a change in behaviour, without a version bump\n")
     importlib.reload(probe)
-    after = Stage(ctx, "01_probe", config={}, steps=["probe_v1"])
+    after = Stage(ctx, Inputs("01_probe"), config={}, steps=["probe_v1"])
     assert after.fingerprint != before.fingerprint  # so the stage runs again
     assert code_versions(["not_a_step_v1"]) == {}
     sys.modules.pop("curate_probe_step", None)

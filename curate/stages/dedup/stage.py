@@ -142,14 +142,14 @@ def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Mani
     """
     from pyspark.sql import functions as F
 
-    from curate.stage import count_rows, open_stage, write_spark_output
+    from curate.stage import Stage, count_rows, write_spark_output
 
     source, *previous = inputs.stages
     for stage_dir in previous:
         if read_manifest(stage_dir) is None:
             raise ConfigError(f"dedup.previous: {stage_dir} is not a finished near-dedup stage (no _manifest.json)")
     step = MinHashStep(config.minhash)
-    with open_stage(
+    with Stage(
         ctx,
         inputs,
         config={"dedup": config.to_dict(), "previous": previous, "steps": {step.name: step.config()}},
