@@ -12,6 +12,7 @@ from curate.cli.common import (
     LocalOption,
     MasterOption,
     SparkConfOption,
+    StageNameOption,
     make_context,
     out,
     print_summary,
@@ -210,9 +211,7 @@ def score(
     input_stage: Annotated[
         str, typer.Option("--input", "-i", help="Finished stage to score, relative to the run, or a path.")
     ] = registry.NEAR_DEDUP.name(),
-    name: Annotated[
-        str, typer.Option(help="Stage path in the run (`curate run` writes the same).")
-    ] = registry.SCORE.name(),
+    name: StageNameOption = registry.SCORE.name(),  # noqa: B008 (a str, computed once)
     tokenizer: TokenizerOption = "deepseek_v4_bpe",
     no_tokens: Annotated[bool, typer.Option("--no-tokens", help="Do not add n_tokens here.")] = False,
     master: MasterOption = None,
@@ -221,10 +220,9 @@ def score(
     spark_conf: SparkConfOption = None,
 ) -> None:
     """Add math_score, model_id (and n_tokens) to every document of a stage; nothing is dropped."""
-    from curate.stage import Inputs, checked_stage_path
+    from curate.stage import Inputs
     from curate.stages.classify import ScoreConfig
 
-    checked_stage_path(name, "--name")
     _check_model(model)
 
     ctx = make_context(run_dir, master, local_runner, force, spark_conf)
@@ -255,9 +253,7 @@ def select(
     input_stage: Annotated[
         str, typer.Option("--input", "-i", help="Scored stage, relative to the run, or a path.")
     ] = registry.SCORE.name(),
-    name: Annotated[
-        str, typer.Option(help="Stage path in the run (`curate run` writes the same).")
-    ] = registry.SELECT.name(),
+    name: StageNameOption = registry.SELECT.name(),  # noqa: B008 (a str, computed once)
     tokenizer: TokenizerOption = "deepseek_v4_bpe",
     master: MasterOption = None,
     local_runner: LocalOption = False,
@@ -266,9 +262,7 @@ def select(
 ) -> None:
     """Select scored documents by --min-score and/or --token-budget; the rest go to _rejected/ with a reason."""
     from curate.classify.select import SelectConfig, parse_token_count
-    from curate.stage import Inputs, checked_stage_path
-
-    checked_stage_path(name, "--name")
+    from curate.stage import Inputs
 
     if min_score is None and token_budget is None:
         raise ConfigError("select: give --min-score, --token-budget, or both")

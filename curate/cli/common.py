@@ -35,6 +35,23 @@ SparkConfOption = Annotated[
 ]
 
 
+def _checked_stage_name(value: str) -> str:
+    from curate.stage import checked_stage_path
+
+    return checked_stage_path(value, "--name")
+
+
+# Checked as the option is parsed, so no command can join an unchecked name to the run directory.
+StageNameOption = Annotated[
+    str,
+    typer.Option(
+        "--name",
+        help="Where the stage goes in the run: a plain name, or iter-NN/<name> (default: what `curate run` writes).",
+        callback=_checked_stage_name,
+    ),
+]
+
+
 def stage_location(ctx: RunContext, stage: str, option: str = "--input") -> str:
     """A finished stage given on the command line: a name relative to the run, or a path (it must exist)."""
     from curate.io import fs

@@ -11,6 +11,7 @@ from curate.cli.common import (
     LocalOption,
     MasterOption,
     SparkConfOption,
+    StageNameOption,
     make_context,
     out,
     print_summary,
@@ -43,9 +44,7 @@ def decontaminate(
     index: Annotated[
         str | None, typer.Option(help="A prebuilt index (.npz) instead of building one from the registry.")
     ] = None,
-    name: Annotated[
-        str, typer.Option(help="Name of the output stage in the run directory.")
-    ] = registry.DECONTAMINATE.name(),
+    name: StageNameOption = registry.DECONTAMINATE.name(),  # noqa: B008 (a str, computed once)
     allow_empty_benchmarks: Annotated[
         bool,
         typer.Option(help="Go on when a benchmark file holds no items, or none long enough to index (else an error)."),
@@ -62,10 +61,8 @@ def decontaminate(
     """
     from rich.table import Table
 
-    from curate.stage import Inputs, plain_stage_name
+    from curate.stage import Inputs
     from curate.stages.decontam import DecontamConfig
-
-    plain_stage_name(name)
 
     config = DecontamConfig(
         benchmarks=benchmarks,

@@ -11,6 +11,7 @@ from curate.cli.common import (
     ForceOption,
     MasterOption,
     SparkConfOption,
+    StageNameOption,
     make_context,
     out,
     print_summary,
@@ -38,9 +39,7 @@ def dedup(
         list[str] | None,
         typer.Option("--set", help="Override one parameter, e.g. dedup.minhash.threshold=0.8 (repeatable)."),
     ] = None,
-    name: Annotated[
-        str, typer.Option(help="Name of the output stage in the run directory.")
-    ] = registry.NEAR_DEDUP.name(),
+    name: StageNameOption = registry.NEAR_DEDUP.name(),  # noqa: B008 (a str, computed once)
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and stop.")] = False,
     master: MasterOption = None,
     force: ForceOption = False,
@@ -53,10 +52,8 @@ def dedup(
     crawl is deduplicated against with --previous).
     """
     from curate.config import load_config
-    from curate.stage import Inputs, plain_stage_name
+    from curate.stage import Inputs
     from curate.stages.dedup import dedup_config
-
-    plain_stage_name(name)
 
     raw = load_config(config, list(set_ or []))
     unknown = sorted(set(raw) - {"dedup"})
