@@ -46,3 +46,10 @@ def one_line(message: object, limit: int = 400) -> str:
     """`message` folded onto one line: Java and Python messages often carry their stack or a usage block."""
     text = " ".join(str(message).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line, cut to `limit` characters: a drop detail, not a traceback."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.errors import describe_exception
 from curate.schema import DROP_DETAIL, DROP_REASON, with_drop_fields
 
 _worker_cache: dict[str, Any] = {}
@@ -107,13 +108,6 @@ class Step:
         for key in getattr(self, "_unpicklable", ()):
             state[key] = None
         return state
-
-
-def describe_exception(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message` on one line, cut to `limit` characters: a drop detail, not a traceback."""
-    message = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def final_schema(steps: list[Step], input_schema: pa.Schema) -> pa.Schema:

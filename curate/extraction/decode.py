@@ -12,6 +12,8 @@ from __future__ import annotations
 import codecs
 import re
 
+# Content types that declare HTML: such a payload is sniffed only for binary bytes, not for markup.
+HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
 SNIFF_BYTES = 4096
 META_SCAN_BYTES = 16384
 MAX_REPLACEMENT_FRACTION = 0.01

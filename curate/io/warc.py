@@ -38,6 +38,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecordLoader
 
+from curate.extraction.decode import HTML_TYPES
 from curate.io import fs
 from curate.io.warc_limits import (
     CHUNK,
@@ -53,7 +54,6 @@ DEFAULT_MAX_RECORD_BYTES = 16 * 2**20
 
 # Content types that are certainly not HTML: dropped by header without reading the payload.
 # Anything else (missing, text/plain, octet-stream...) is sniffed by the extraction step.
-HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
 AMBIGUOUS_TYPES = ("", "text/plain", "application/octet-stream", "text/xml", "application/xml", "unknown")
 
 # Exceptions warcio and the decompressors raise on damaged input. warcio's header parser also fails with

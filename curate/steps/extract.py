@@ -12,10 +12,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from curate.io.warc import HTML_TYPES
+from curate.extraction.record import Outcome, extract_record
 from curate.runners.guard import Failure, RecordGuard
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, with_drop_fields
-from curate.step import Step, describe_exception, worker_cached
+from curate.step import Step, worker_cached
 
 _PASSTHROUGH = (
     "doc_id",
@@ -33,37 +33,6 @@ _PASSTHROUGH = (
 DEFAULT_RECORD_TIMEOUT_S = 60.0
 # The extraction child's address-space cap: a page that needs more is dropped, not the worker's host.
 DEFAULT_WORKER_MEMORY_MB = 4096
-
-# (text, charset, has_math_markup, drop_reason, drop_detail)
-Outcome = tuple[str | None, str | None, bool | None, str | None, str | None]
-
-
-def extract_record(
-    payload: bytes | None, http_charset: str | None, content_type: str | None, min_chars: int
-) -> Outcome:
-    """One record's extraction; the same function runs in-process and in the guarded child."""
-    from curate.extraction.decode import DecodeFailed, NotHtml, decode_html, sniff_html
-    from curate.extraction.math_html import TooDeep, extract_main_text
-
-    charset = None
-    try:
-        sniff_html(payload or b"", declared_html=(content_type or "").startswith(HTML_TYPES))
-        html, charset = decode_html(payload or b"", http_charset)
-        extracted = extract_main_text(html)
-    except NotHtml as exc:
-        return None, charset, None, "non_html", str(exc)
-    except DecodeFailed as exc:
-        return None, charset, None, "decode_error", str(exc)
-    except TooDeep as exc:
-        return None, charset, None, "too_deep", str(exc)
-    except MemoryError:
-        raise  # the process's failure, not the page's: under the guard it becomes `extract_crash`
-    except Exception as exc:  # one page's failure is that page's drop, never the job's end
-        return None, charset, None, "extract_error", describe_exception(exc)
-    text = extracted.text
-    if len(text.strip()) < min_chars:
-        return None, charset, extracted.has_math_markup, "empty_text", f"{len(text.strip())} chars of main text"
-    return text, charset, extracted.has_math_markup, None, None
 
 
 class ExtractStep(Step):
@@ -101,7 +70,7 @@ class ExtractStep(Step):
         return worker_cached(
             key,
             lambda: RecordGuard(
-                "curate.steps.extract:extract_record",
+                "curate.extraction.record:extract_record",
                 kind="extract",
                 timeout_s=self.record_timeout_s,
                 memory_mb=self.worker_memory_mb,
