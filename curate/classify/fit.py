@@ -174,10 +174,11 @@ def fit_model(
     if result.record["degenerate"]:
         log.warning(
             "DEGENERATE CLASSIFIER: validation scores spread only %.3f (epoch=%d lr=%g). Its scores do not separate "
-            "math from other pages; add seed data, or use train.fit=auto",
+            "math from other pages; add seed data%s",
             summary["spread"],
             result.params.epoch,
             result.params.lr,
+            "" if mode == "auto" else ", or use train.fit=auto",
         )
     return result
 
@@ -193,8 +194,11 @@ def _fit_on_held_out_sources(
                 candidates.append(candidate)
     scored = [folds.score(candidate) for candidate in candidates]
     # The best mean ROC-AUC over the held-out sources, to three decimals (finer differences are one text
-    # more or less); on a tie the earlier, cheaper candidate stays.
-    best = max(range(len(scored)), key=lambda i: (round(scored[i].mean_auc, 3), -i))
+    # more or less), among the candidates whose scores spread: a degenerate model can rank well while every
+    # score sits within a hair of 0.5, where a threshold is at the mercy of float32 ties. On a tie the
+    # earlier, cheaper candidate stays.
+    spread = [score_spread(fold.scores) >= DEGENERATE_SPREAD for fold in scored]
+    best = max(range(len(scored)), key=lambda i: (spread[i], round(scored[i].mean_auc, 3), -i))
     chosen = scored[best]
     record: dict[str, Any] = {
         "mode": mode,
