@@ -239,3 +239,19 @@ def test_seed_and_crawled_page_spell_real_textbook_math_alike(shared_data: Path)
             compared += 1
             break
     assert compared >= 3
+
+
+def test_demo_recipe_and_its_committed_annotations_are_valid() -> None:
+    """`make demo` reads pipelines/demo.yaml and the labels under annotations/demo as they are committed."""
+    from curate.annotate.store import AnnotationStore
+    from curate.config import load_config
+    from curate.pipeline import PipelineConfig
+
+    root = Path(__file__).resolve().parents[2]
+    config = PipelineConfig.from_dict(load_config(root / "pipelines/demo.yaml"), "pipelines/demo.yaml")
+    assert config.loop.iterations == 2 and config.train.negatives and config.train.fit == "auto"
+    store = AnnotationStore(root / config.loop.annotations)
+    count, errors = store.validate()
+    assert errors == [] and count >= 5
+    labels = store.labels(up_to_iteration=1)
+    assert "math" in labels.values() and "not-math" in labels.values()
