@@ -19,7 +19,7 @@ from typing import Any
 from curate.errors import ConfigError, CurateError
 from curate.io import fs
 from curate.manifest import MANIFEST_NAME, Manifest, read_manifest
-from curate.stages.registry import AFTER_ITERATIONS, ITERATION_PREFIX
+from curate.stages.registry import AFTER_ITERATIONS, ITERATION_PREFIX, StageKind, kind_of
 
 RUN_JSON = "run.json"
 _ITER_RE = re.compile(rf"^{ITERATION_PREFIX}(\d+)$")
@@ -31,12 +31,6 @@ def iteration_of(stage: str) -> int | None:
     head = stage.split("/", 1)[0]
     match = _ITER_RE.match(head)
     return int(match.group(1)) if match and "/" in stage else None
-
-
-def stage_kind(stage: str) -> str:
-    """`iter-02/03_select` -> "select": the stage name without its number and iteration."""
-    name = stage.rsplit("/", 1)[-1]
-    return _NUMBERED_RE.sub("", name)
 
 
 def _order_key(stage: str) -> tuple[int, int, str]:
@@ -121,13 +115,12 @@ class RunLayout:
                 return stage
         return None
 
-    def iteration_stages(self, kind: str) -> list[tuple[int, str]]:
-        """Finished `iter-NN/<nn>_<kind>` stages (also `<nn>_math_<kind>`) as (iteration, stage), by iteration."""
+    def iteration_stages(self, kind: StageKind) -> list[tuple[int, str]]:
+        """Finished `iter-NN/` stages of `kind` as (iteration, stage), by iteration."""
         found = []
         for stage in self.finished():
             iteration = iteration_of(stage)
-            name = stage_kind(stage)
-            if iteration is not None and (name == kind or name.endswith("_" + kind)):
+            if iteration is not None and kind_of(stage) is kind:
                 found.append((iteration, stage))
         return sorted(found)
 

@@ -25,7 +25,7 @@ def _train_manifests(run_dir: str) -> list[tuple[str, dict[str, Any]]]:
 def classifier_section(run_dir: str) -> Markup:
     manifests = _train_manifests(run_dir)
     if not manifests:
-        return el("p", "Not run: no iter-NN/01_train stage.", class_="notrun")
+        return el("p", f"Not run: no iter-NN/{registry.TRAIN.directory} stage.", class_="notrun")
     header = ["iteration", "model", "wordNgrams / epoch / lr", "threshold", "valid. precision / recall",
               "valid. ROC-AUC", "out-of-source ROC-AUC", "out-of-source precision / recall", "held-out sources"]  # fmt: skip
     rows = []

@@ -23,6 +23,7 @@ from curate.errors import CurateError
 from curate.io import fs
 from curate.manifest import Manifest
 from curate.run_layout import RunLayout, iteration_of
+from curate.stages import registry
 from curate.stages.registry import CONTAMINATION_DIR, DUPLICATES_DIR, PREFIXES_DIR
 
 log = logging.getLogger(__name__)
@@ -378,9 +379,9 @@ def collect_run(run_dir: str) -> RunData:
     )
     notes = data.notes
 
-    scores = dict(layout.iteration_stages("score"))
-    selects = dict(layout.iteration_stages("select"))
-    domains = dict(layout.iteration_stages("domains"))
+    scores = dict(layout.iteration_stages(registry.SCORE))
+    selects = dict(layout.iteration_stages(registry.SELECT))
+    domains = dict(layout.iteration_stages(registry.DOMAINS))
     results = {r.get("iteration"): r for r in info.get("iteration_results") or [] if isinstance(r, dict)}
     for iteration in sorted(set(scores) | set(selects) | set(domains)):
         select_manifest = layout.manifest(selects[iteration]) if iteration in selects else None

@@ -29,7 +29,6 @@ from curate.report.collect import (
     collect_run,
 )
 from curate.report.html import Markup, el, fmt_float, fmt_int, fmt_pct, join, shorten, void
-from curate.run_layout import stage_kind
 from curate.stages import registry
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -130,18 +129,10 @@ def _overview(data: RunData) -> Markup:
     ]
     steps: list[list[Any]] = []
     for kind, label in PIPELINE:
-        found = [s.stage for s in data.stages if s.manifest is not None and _kind_matches(s.stage, kind)]
+        found = [s.stage for s in data.stages if s.manifest is not None and registry.kind_of(s.stage) is kind]
         steps.append([label, ", ".join(found) if found else el("span", "not run", class_="muted")])
     steps.append(["export (Parquet shards)", data.export_dir if data.export else el("span", "not run", class_="muted")])
     return join([_table(None, facts), el("h3", "Pipeline"), _table(["step", "stages"], steps)])
-
-
-def _kind_matches(stage: str, kind: registry.StageKind) -> bool:
-    """A registered stage by its name; a stage named by hand (`--name`) by its name's ending."""
-    if registry.kind_of(stage) is kind:
-        return True
-    name = stage_kind(stage)
-    return name == kind.key or name.endswith("_" + kind.key) or (kind is registry.NEAR_DEDUP and name == "dedup")
 
 
 def _stages(stages: list[StageInfo]) -> Markup:
@@ -270,7 +261,7 @@ def _iterations(data: RunData) -> Markup:
 
 def _domains(summary: DomainSummary | None) -> Markup:
     if summary is None:
-        return not_run("no domain statistics stage (iter-NN/04_domains) has finished")
+        return not_run(f"no domain statistics stage (iter-NN/{registry.DOMAINS.directory}) has finished")
     intro = el(
         "p",
         f"{summary.stage}: {fmt_int(summary.domains)} domains (by {summary.key}), {fmt_int(summary.flagged)} "
@@ -332,7 +323,7 @@ def _domains(summary: DomainSummary | None) -> Markup:
 def _annotation(summary: AnnotationReviewSummary | None) -> Markup:
     """The flagged domains as a person reviewed them: samples (crawled, so escaped like every string) and labels."""
     if summary is None:
-        return not_run("no domain statistics stage (iter-NN/04_domains) to annotate")
+        return not_run(f"no domain statistics stage (iter-NN/{registry.DOMAINS.directory}) to annotate")
     store = f"{fmt_int(summary.labels)} labels in {summary.store}" if summary.store_found else "no annotation store"
     parts: list[Any] = [
         el(
@@ -375,7 +366,9 @@ def _annotation(summary: AnnotationReviewSummary | None) -> Markup:
 
 def _contamination(summary: ContaminationSummary | None) -> Markup:
     if summary is None:
-        return not_run("decontamination (90_decontaminate) has not run: the corpus is not checked against benchmarks")
+        return not_run(
+            f"decontamination ({registry.DECONTAMINATE.name()}) has not run: the corpus is not checked against benchmarks"
+        )
     if not summary.per_benchmark:
         return el("p", f"{summary.stage}: no benchmark n-gram found in any page.", class_="note")
     bars = [
@@ -413,7 +406,7 @@ def _contamination(summary: ContaminationSummary | None) -> Markup:
 
 def _dedup(summary: DedupSummary | None) -> Markup:
     if summary is None:
-        return not_run("near-duplicate removal (03_near_dedup) has not run")
+        return not_run(f"near-duplicate removal ({registry.NEAR_DEDUP.name()}) has not run")
     bars = [(label, float(count), f"clusters of size {label}: {fmt_int(count)}") for label, count in summary.size_bins]
     largest = [[row["cluster_id"], fmt_int(row["size"]), row["kept_doc_id"]] for row in summary.largest]
     return join(

@@ -15,7 +15,8 @@ import yaml
 
 from curate.io import fs
 from curate.manifest import Manifest
-from curate.run_layout import RUN_JSON, RunLayout, stage_kind
+from curate.run_layout import RUN_JSON, RunLayout
+from curate.stages import registry
 
 CARD_FILE = "README.md"
 # The pages' own copyright stays with their publishers; curate records no licence per page.
@@ -90,7 +91,7 @@ def _stage_section(layout: RunLayout, manifests: dict[str, Manifest]) -> list[st
 
 def _sources_section(manifests: dict[str, Manifest], run_info: dict[str, Any]) -> list[str]:
     lines = ["## Sources and licences", "", LICENCE_NOTE, ""]
-    ingest = next((m for stage, m in manifests.items() if stage_kind(stage) in ("extract", "ingest")), None)
+    ingest = next((m for stage, m in manifests.items() if registry.kind_of(stage) is registry.EXTRACT), None)
     inputs = run_info.get("inputs") or (_find(ingest.config, "inputs") if ingest else None)
     if inputs:
         lines.append(f"Input files ({len(inputs)}):")
@@ -118,12 +119,12 @@ def _classifier_section(manifests: dict[str, Manifest], run_info: dict[str, Any]
     lines = ["## Classifier", ""]
     rows = []
     for stage, manifest in manifests.items():
-        kind = stage_kind(stage)
-        if kind in ("train", "math_score", "score"):
+        kind = registry.kind_of(stage)
+        if kind in (registry.TRAIN, registry.SCORE):
             model = _find(manifest.extra, "model_id") or _find(manifest.config, "model_id")
             metrics = _find(manifest.extra, "metrics")
             rows.append(f"| {stage} | model {_cell(model or '-')} | {_cell(metrics) if metrics else '-'} |")
-        elif kind in ("math_select", "select"):
+        elif kind is registry.SELECT:
             threshold = _find(manifest.config, "min_score")
             budget = _find(manifest.config, "token_budget")
             cut = f"threshold {threshold}" if threshold is not None else ""
@@ -174,7 +175,7 @@ def _decontamination_section(manifests: dict[str, Manifest]) -> list[str]:
 
 def _dedup_section(manifests: dict[str, Manifest]) -> list[str]:
     lines = ["## Near-duplicate removal", ""]
-    found = [(s, m) for s, m in manifests.items() if stage_kind(s) == "near_dedup"]
+    found = [(s, m) for s, m in manifests.items() if registry.kind_of(s) is registry.NEAR_DEDUP]
     if not found:
         return [*lines, "Not run: no near-duplicate stage in this run."]
     for stage, manifest in found:

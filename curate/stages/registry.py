@@ -10,6 +10,7 @@ Names are importable without pyspark: the run functions are looked up only when 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,11 +106,20 @@ EXPORT_DIR = "export"  # the default export location inside the run directory
 AFTER_ITERATIONS = 90
 
 
+# Names of stages run by hand under an earlier version's names (`curate dedup --name dedup`).
+_ALIASES = {"ingest": EXTRACT, "dedup": NEAR_DEDUP}
+_NUMBER = re.compile(r"^\d+_")
+
+
 def kind_of(stage: str) -> StageKind | None:
-    """The registered kind of a stage path (`iter-02/03_math_select` -> SELECT), or None for a hand-named stage."""
+    """The kind of a stage path: `iter-02/03_math_select` -> SELECT by its registered name; a stage named by
+    hand (`--name my_select`) by its name without its number, or by that name's ending; None if neither."""
     directory = stage.rsplit("/", 1)[-1]
     in_iteration = "/" in stage and stage.split("/", 1)[0].startswith(ITERATION_PREFIX)
     for kind in STAGES:
         if kind.directory == directory and kind.per_iteration == in_iteration:
             return kind
-    return None
+    name = _NUMBER.sub("", directory)
+    if name in _ALIASES:
+        return _ALIASES[name]
+    return next((kind for kind in STAGES if name == kind.key or name.endswith("_" + kind.key)), None)

@@ -28,4 +28,7 @@ def test_names_keys_and_order_are_unique() -> None:
     assert len(set(top_level)) == len(top_level) and len(set(per_iteration)) == len(per_iteration)
     assert sorted(per_iteration) == per_iteration  # numbered in the order an iteration runs them
     assert registry.iteration_dir(3) == "iter-03"
-    assert registry.kind_of("iter-02/my_own_select") is None  # a stage named by hand is nobody's kind
+    # A stage named by hand: by its name's ending, or nobody's.
+    assert registry.kind_of("iter-02/my_own_select") is registry.SELECT
+    assert registry.kind_of("04_math_score") is registry.SCORE and registry.kind_of("dedup") is registry.NEAR_DEDUP
+    assert registry.kind_of("iter-02/notes") is None

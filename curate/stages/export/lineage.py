@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from curate.errors import CurateError
 from curate.run_layout import RunLayout
+from curate.stages import registry
 from curate.stages.registry import CONTAMINATION_DIR, DUPLICATES_DIR
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def find_lineage(layout: RunLayout, source_stage: str | None) -> Lineage:
         raise CurateError(f"stage {source_stage} has not finished in {layout.run_dir}: run it first (or check --stage)")
     return Lineage(
         source=source_stage,
-        selects=tuple(layout.iteration_stages("select")),
+        selects=tuple(layout.iteration_stages(registry.SELECT)),
         dedup=layout.with_side_table(DUPLICATES_DIR),
         decontamination=layout.with_side_table(CONTAMINATION_DIR),
     )
