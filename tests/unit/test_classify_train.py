@@ -150,11 +150,19 @@ def test_same_data_and_seed_give_the_same_model_id(
 ) -> None:
     # fasttext-numpy2-wheel leaves most of the input matrix uninitialised; train.py makes it zeros, so
     # a retrain is byte-identical (and never hits the NaN losses that garbage memory caused).
-    positives = shared_data / "math-text/stackmathqa/data/stackmathqa100k"
-    kwargs = {"dim": 16, "bucket": 5_000, "seed": 11}
+    # Two seed sources (StackMathQA's shards in two directories), so the held-out grid (fold models, selection,
+    # threshold) is part of what must repeat.
+    shards = sorted((shared_data / "math-text/stackmathqa/data/stackmathqa100k").glob("*.jsonl"))
+    positives = [tmp_path / "few", tmp_path / "many"]
+    for number, shard in enumerate(shards):
+        target = positives[0] if number % 3 == 0 else positives[1]
+        target.mkdir(exist_ok=True)
+        (target / shard.name).write_bytes(shard.read_bytes())
+    kwargs = {"dim": 16, "bucket": 5_000, "seed": 11, "max_per_class": 300}
     first = train_classifier(positives, trained[1], tmp_path / "a", **kwargs)
     second = train_classifier(positives, trained[1], tmp_path / "b", **kwargs)
-    assert first.model_id == second.model_id
+    assert first.fit["selected_on"] == "held_out_sources"
+    assert first.model_id == second.model_id and first.threshold == second.threshold
 
 
 def test_eval_scores_pages_from_sources_not_trained_on(
