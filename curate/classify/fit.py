@@ -160,6 +160,8 @@ def fit_model(
 
     Without a source to hold out, `auto` falls back to the in-source check: if the validation scores of
     `params` are degenerate, the epochs/lr grid is tried and the lowest validation log-loss kept.
+    `max_tune_epochs` bounds the grid: no held-out candidate trains longer, and the fallback grid's epochs
+    add up to at most that.
     """
     if mode not in FIT_MODES:
         raise ConfigError(f"train.fit must be one of {', '.join(FIT_MODES)}, got {mode!r}")
