@@ -126,7 +126,8 @@ def run_curate(
 
     from curate.manifest import read_manifest
     from curate.runners.spark import build_session
-    from curate.stage import Inputs, RunContext, read_stage_table
+    from curate.stage import Inputs, RunContext
+    from curate.stage_rows import read_stage_table
     from curate.stages.dedup import DedupConfig, run_near_dedup
     from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP
 
@@ -342,7 +343,7 @@ def main() -> None:
 
 
 def _removed_count(workdir: Path) -> int:
-    from curate.stage import read_stage_table
+    from curate.stage_rows import read_stage_table
     from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP
 
     runs = sorted(workdir.glob("curate-*"))

@@ -60,7 +60,7 @@ def run_score(ctx: RunContext, inputs: Inputs, config: ScoreConfig) -> Manifest:
     Under a cluster master the model goes to executors with `addFile`; in local mode (and with the local
     runner) every worker reads the same path, which saves copying a 2 GB file.
     """
-    from curate.stage import run_step_stage
+    from curate.stage_rows import run_step_stage
 
     (source,) = inputs.stages
     score = MathScoreStep(config.model)
@@ -78,7 +78,8 @@ def run_score(ctx: RunContext, inputs: Inputs, config: ScoreConfig) -> Manifest:
 def run_select(ctx: RunContext, inputs: Inputs, config: SelectConfig) -> Manifest:
     """Select from the scored stage `inputs.stages[0]`; the rest go to `_rejected/` as below_threshold /
     over_budget, and `_ranking/` holds the ranking a token budget cut."""
-    from curate.stage import Stage, read_stage_table, write_local_output, write_spark_output
+    from curate.stage import Stage
+    from curate.stage_rows import read_stage_table, write_local_output, write_spark_output
 
     (source,) = inputs.stages
     with Stage(ctx, inputs, config={"select": config.to_dict()}, steps=[SELECT_STEP]) as stage:

@@ -39,15 +39,8 @@ from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import Manifest, canonical_json
 from curate.schema import CONTAMINATION, spark_schema
-from curate.stage import (
-    Inputs,
-    RunContext,
-    Stage,
-    files_fingerprint,
-    read_dataset_batches,
-    write_local_output,
-    write_spark_output,
-)
+from curate.stage import Inputs, RunContext, Stage, files_fingerprint
+from curate.stage_rows import read_dataset_batches, write_local_output, write_spark_output
 from curate.stages.registry import CONTAMINATION_DIR
 from curate.step import final_schema, run_steps
 

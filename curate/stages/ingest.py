@@ -25,16 +25,8 @@ from curate.io import fs
 from curate.io.warc import DEFAULT_MAX_RECORD_BYTES
 from curate.manifest import Manifest
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, NOTE_REASON, WARC_FILES
-from curate.stage import (
-    Inputs,
-    OutputCounts,
-    RunContext,
-    Stage,
-    count_rows,
-    run_step_stage,
-    write_local_output,
-    write_spark_output,
-)
+from curate.stage import Inputs, RunContext, Stage
+from curate.stage_rows import OutputCounts, count_rows, run_step_stage, write_local_output, write_spark_output
 from curate.stages.registry import EXTRACT, URL_DEDUP
 from curate.step import Step
 from curate.steps.extract import DEFAULT_RECORD_TIMEOUT_S, DEFAULT_WORKER_MEMORY_MB, ExtractStep

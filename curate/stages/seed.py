@@ -17,7 +17,8 @@ from curate.annotate.patterns import PatternMatcher
 from curate.annotate.store import MATH, NOT_MATH
 from curate.manifest import Manifest, canonical_json
 from curate.runners.spark import map_steps
-from curate.stage import Inputs, RunContext, Stage, count_rows, write_spark_output
+from curate.stage import Inputs, RunContext, Stage
+from curate.stage_rows import count_rows, write_spark_output
 from curate.stages.classify import with_collected_flag
 from curate.step import Step, mark_dropped
 

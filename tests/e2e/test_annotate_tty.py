@@ -275,7 +275,7 @@ def real_run(spark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def _uncollected_urls(run_dir: Path) -> list[str]:
     """Pages iteration 1 scored but did not select, read straight from the two stages' Parquet."""
-    from curate.stage import read_stage_table
+    from curate.stage_rows import read_stage_table
 
     iteration = run_dir / "iter-01"
     kept = set(read_stage_table(str(iteration / "03_math_select"), ["doc_id"]).column("doc_id").to_pylist())
@@ -289,7 +289,8 @@ def test_review_of_a_real_run_shows_samples_and_prefixes_and_the_seed_a_prefix_a
     real_run: Path, tmp_path: Path
 ) -> None:
     from curate.annotate.store import AnnotationStore
-    from curate.stage import Inputs, RunContext, read_stage_table
+    from curate.stage import Inputs, RunContext
+    from curate.stage_rows import read_stage_table
     from curate.stages.seed import run_seed_expansion
 
     stats = real_run / "iter-01" / "04_domains"

@@ -28,7 +28,7 @@ import yaml
 
 from curate.run_layout import RunLayout
 from curate.schema import DROP_REASON
-from curate.stage import REJECTED_DIR
+from curate.stages.registry import REJECTED_DIR
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

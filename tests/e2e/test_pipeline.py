@@ -14,7 +14,8 @@ from support.warcs import real_pages, write_warc
 from curate.annotate.store import AnnotationStore
 from curate.manifest import read_manifest
 from curate.pipeline import PipelineConfig, run_pipeline
-from curate.stage import RunContext, read_stage_table
+from curate.stage import RunContext
+from curate.stage_rows import read_stage_table
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

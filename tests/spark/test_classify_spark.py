@@ -15,7 +15,8 @@ from curate.classify.train import train_classifier
 from curate.manifest import read_manifest
 from curate.runners.spark import map_steps
 from curate.schema import DROP_REASON
-from curate.stage import Inputs, RunContext, read_stage_table
+from curate.stage import Inputs, RunContext
+from curate.stage_rows import read_stage_table
 from curate.stages import registry
 from curate.stages.classify import ScoreConfig, run_score, run_select
 from curate.stages.registry import RANKING_DIR

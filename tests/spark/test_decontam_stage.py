@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from support.decontam import BENCHMARKS, check_stage, planted_documents
 from support.runs import commit_table_as_stage
 
-from curate.stage import Inputs, RunContext, read_stage_table
+from curate.stage import Inputs, RunContext
+from curate.stage_rows import read_stage_table
 from curate.stages.decontam import DecontamConfig, run_decontaminate
 from curate.stages.registry import CONTAMINATION_DIR
 

@@ -15,7 +15,8 @@ from support.runs import commit_table_as_stage
 
 from curate.manifest import read_manifest
 from curate.schema import DOCUMENTS, DUPLICATES, SIGNATURES
-from curate.stage import Inputs, RunContext, read_rejected_table, read_stage_table
+from curate.stage import Inputs, RunContext
+from curate.stage_rows import read_rejected_table, read_stage_table
 from curate.stages.dedup import DedupConfig, deduplicate, run_near_dedup
 from curate.stages.dedup.components import connected_components
 from curate.stages.registry import DUPLICATES_DIR, NEAR_DEDUP, SIGNATURES_DIR

@@ -17,7 +17,8 @@ from curate.annotate.review import ReviewSession
 from curate.annotate.stats import build_queue, load_stats
 from curate.annotate.store import AnnotationStore
 from curate.schema import DOCUMENTS
-from curate.stage import Inputs, RunContext, read_stage_table
+from curate.stage import Inputs, RunContext
+from curate.stage_rows import read_stage_table
 from curate.stages.domains import DomainConfig, run_domains
 from curate.stages.registry import PREFIXES_DIR, SAMPLES_DIR, UNCOLLECTED_DIR
 from curate.stages.seed import run_seed_expansion

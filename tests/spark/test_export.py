@@ -21,7 +21,8 @@ from support.runs import SyntheticRun, build_synthetic_run, write_generated_stag
 from curate.classify.tokens import APPROX, count_tokens
 from curate.errors import CurateError
 from curate.schema import DECONTAM_CLEAN, DECONTAM_CONTAMINATED, DECONTAM_UNCHECKED, EXPORT
-from curate.stage import RunContext, read_stage_table
+from curate.stage import RunContext
+from curate.stage_rows import read_stage_table
 from curate.stages.export import MANIFEST_FILE, ExportConfig, read_export_manifest, run_export
 from curate.stages.export import stage as export_stage
 

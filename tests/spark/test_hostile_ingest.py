@@ -24,7 +24,8 @@ from support.hostile_warcs import HEALTHY_URL, content_encoding_bomb, header_lin
 from support.warcs import Page, real_pages, write_warc
 
 from curate.manifest import Manifest, read_manifest
-from curate.stage import RunContext, read_rejected_table, read_stage_table
+from curate.stage import RunContext
+from curate.stage_rows import read_rejected_table, read_stage_table
 from curate.stages.ingest import IngestConfig, run_ingest
 from curate.stages.registry import EXTRACT
 

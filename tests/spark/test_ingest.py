@@ -9,7 +9,8 @@ import pytest
 
 from curate.io.fs import expand_inputs
 from curate.manifest import Manifest
-from curate.stage import RunContext, read_rejected_table, read_stage_table
+from curate.stage import RunContext
+from curate.stage_rows import read_rejected_table, read_stage_table
 from curate.stages.ingest import run_ingest
 from curate.stages.registry import EXTRACT, URL_DEDUP
 

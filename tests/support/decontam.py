@@ -22,7 +22,7 @@ from curate.decontam import index as index_module
 from curate.decontam.index import IndexConfig, NGramIndex
 from curate.decontam.loaders import REGISTRY_PATH, iter_texts, load_texts, shared_benchmarks
 from curate.schema import CONTAMINATION, DOCUMENTS, DROP_DETAIL, DROP_REASON
-from curate.stage import read_rejected_table, read_stage_table
+from curate.stage_rows import read_rejected_table, read_stage_table
 from curate.stages.registry import CONTAMINATION_DIR
 from curate.step import conform
 from support.reference_pages import Page, clean_pages, web_text_pages

@@ -21,7 +21,8 @@ from support.runs import commit_table_as_stage
 
 from curate.fingerprints import code_versions, files_fingerprint, path_digest
 from curate.manifest import MANIFEST_NAME, read_manifest
-from curate.stage import Inputs, RunContext, Stage, read_stage_table
+from curate.stage import Inputs, RunContext, Stage
+from curate.stage_rows import read_stage_table
 from curate.stages import registry
 from curate.stages.decontam import DecontamConfig, run_decontaminate
 from curate.stages.ingest import run_ingest

@@ -34,7 +34,8 @@ from warcio.warcwriter import WARCWriter
 from curate.io.warc import WarcFileReader, make_doc_id
 from curate.manifest import Manifest
 from curate.schema import NOTE_REASON
-from curate.stage import Inputs, RunContext, read_rejected_table, read_stage_table
+from curate.stage import Inputs, RunContext
+from curate.stage_rows import read_rejected_table, read_stage_table
 from curate.stages.ingest import FILE_PROBLEMS, IngestConfig, run_extract
 from curate.stages.registry import EXTRACT
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from curate.schema import DROP_DETAIL, DROP_REASON
-from curate.stage import REJECTED_DIR, RunContext
+from curate.stage import RunContext
 from curate.stages.ingest import run_ingest
-from curate.stages.registry import EXTRACT, URL_DEDUP
+from curate.stages.registry import EXTRACT, REJECTED_DIR, URL_DEDUP
 
 
 def _rows(path: Path) -> list[dict]:

@@ -142,7 +142,8 @@ def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Mani
     """
     from pyspark.sql import functions as F
 
-    from curate.stage import Stage, count_rows, write_spark_output
+    from curate.stage import Stage
+    from curate.stage_rows import count_rows, write_spark_output
 
     source, *previous = inputs.stages
     for stage_dir in previous:
