@@ -139,6 +139,8 @@ def _split_dropped(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatc
         return batch.drop_columns(
             [DROP_REASON, DROP_DETAIL] if DROP_DETAIL in batch.schema.names else [DROP_REASON]
         ), None
+    if pc.all(dropped_mask).as_py():
+        return batch.slice(0, 0).drop_columns([n for n in (DROP_REASON, DROP_DETAIL) if n in batch.schema.names]), batch
     kept = batch.filter(pc.invert(dropped_mask))
     dropped = batch.filter(dropped_mask)
     drop_names = [n for n in (DROP_REASON, DROP_DETAIL) if n in kept.schema.names]

@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import io
 import os
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from warcio.recordloader import ArcWarcRecordLoader
 
 from curate.extraction.decode import HTML_TYPES
 from curate.io import fs
+from curate.io.inflate import INFLATE_ERRORS
 from curate.io.warc_limits import (
     CHUNK,
     BoundedArchiveIterator,
@@ -61,7 +61,7 @@ AMBIGUOUS_TYPES = ("", "text/plain", "application/octet-stream", "text/xml", "ap
 READ_ERRORS = (
     ArchiveLoadFailed,
     EOFError,
-    zlib.error,
+    *INFLATE_ERRORS,
     OSError,
     ValueError,
     UnicodeDecodeError,
@@ -70,7 +70,7 @@ READ_ERRORS = (
     TypeError,
 )
 # Errors of the byte stream itself (a cut-off or corrupt gzip stream): reading cannot go on past them.
-STREAM_ERRORS = (EOFError, zlib.error, OSError)
+STREAM_ERRORS = (EOFError, *INFLATE_ERRORS, OSError)
 GZIP_MAGIC = b"\x1f\x8b"
 
 

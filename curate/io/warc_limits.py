@@ -9,13 +9,14 @@ it is dropped with a reason instead.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader, DecompressingBufferedReader
 from warcio.utils import BUFF_SIZE
+
+from curate.io.inflate import GZIP_WBITS, INFLATE_ERRORS, RAW_DEFLATE_WBITS, ZLIB_WBITS, gzip_inflater, inflater
 
 # Real header lines stay far below these (long cookies and CSP headers reach a few KiB); warcio has none.
 MAX_HEADER_LINE = 64 * 2**10
@@ -52,6 +53,11 @@ class BoundedGzipReader(DecompressingBufferedReader):
     """warcio's reader for (per-record) gzip WARCs, with `readline` bounded: warcio parses headers with
     `readline()` and would otherwise accumulate a 768 MiB line. Inflation itself is already chunked
     (16 KiB of input at a time, so at most ~16 MiB out)."""
+
+    DECOMPRESSORS: ClassVar[dict[str, Callable[[], Any]]] = {
+        **DecompressingBufferedReader.DECOMPRESSORS,
+        "gzip": gzip_inflater,
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,7 +168,7 @@ class LineReader:
 
 class _Inflater:
     def __init__(self, wbits: int) -> None:
-        self._inflater = zlib.decompressobj(wbits)
+        self._inflater = inflater(wbits)
         self._tail = b""
 
     def feed(self, data: bytes, room: int) -> bytes:
@@ -190,11 +196,11 @@ class _Unbrotli:
 
 
 DECODERS: dict[str, Callable[[], _Inflater | _Unbrotli]] = {
-    "gzip": lambda: _Inflater(16 + zlib.MAX_WBITS),
-    "x-gzip": lambda: _Inflater(16 + zlib.MAX_WBITS),
-    "deflate": lambda: _Inflater(zlib.MAX_WBITS),
+    "gzip": lambda: _Inflater(GZIP_WBITS),
+    "x-gzip": lambda: _Inflater(GZIP_WBITS),
+    "deflate": lambda: _Inflater(ZLIB_WBITS),
     # Servers also send deflate without the zlib wrapper, as warcio knows: tried when the wrapped form fails.
-    "deflate-raw": lambda: _Inflater(-zlib.MAX_WBITS),
+    "deflate-raw": lambda: _Inflater(RAW_DEFLATE_WBITS),
     "br": _Unbrotli,
 }
 
@@ -220,7 +226,7 @@ def _decoded(raw: bytes, encoding: str, limit: int) -> Iterator[bytes]:
                 if decoder.hungry() or not out:
                     break
                 out = decoder.feed(b"", limit + 1 - produced)
-    except Exception as exc:  # zlib.error, brotli.error (not importable under one stable name)
+    except Exception as exc:  # INFLATE_ERRORS, brotli.error (not importable under one stable name)
         raise _DecodeFailed(exc, produced) from exc
 
 
@@ -268,17 +274,17 @@ def _bounded_join(parts: Iterator[bytes], limit: int) -> bytes | None:
 def gzip_member_end(stream: BinaryIO, offset: int) -> int | None:
     """Where the gzip member that starts at `offset` (where `stream` is positioned) ends, found by inflating
     it chunk by chunk and throwing the output away; None if the member is cut off or corrupt."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    member = gzip_inflater()
     position = offset
     while chunk := stream.read(CHUNK):
         position += len(chunk)
         data = chunk
         try:
-            while data and not inflater.eof:
-                inflater.decompress(data, CHUNK)
-                data = inflater.unconsumed_tail
-        except zlib.error:
+            while data and not member.eof:
+                member.decompress(data, CHUNK)
+                data = member.unconsumed_tail
+        except INFLATE_ERRORS:
             return None
-        if inflater.eof:
-            return position - len(inflater.unused_data)
+        if member.eof:
+            return position - len(member.unused_data)
     return None

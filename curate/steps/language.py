@@ -6,28 +6,13 @@ classifies the first few thousand characters of a page in well under a milliseco
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.step import Step, worker_cached
+from curate.steps.language_model import load_identifier
 
 SAMPLE_CHARS = 2000
-
-
-def _identifier() -> Any:
-    import numpy as np
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    # The model ships its feature-by-language table as float16; every document's score is a float32 product
-    # with rows of it, which numpy cannot hand to BLAS in mixed precision. Widened once (+28 MB per worker),
-    # the same scores cost a quarter less: 0.38 s instead of 0.50 s of CPU over the 802 shared pages with text,
-    # every label and score identical (tests/unit/test_language.py).
-    if getattr(identifier, "nb_ptc", None) is not None and identifier.nb_ptc.dtype == np.float16:
-        identifier.nb_ptc = identifier.nb_ptc.astype(np.float32)
-    return identifier
 
 
 class LanguageStep(Step):
@@ -35,7 +20,7 @@ class LanguageStep(Step):
     error_reason = "language_error"
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        identifier = worker_cached("py3langid", _identifier)
+        identifier = worker_cached("py3langid", load_identifier)
         languages: list[str | None] = []
         scores: list[float | None] = []
         for text in batch.column("text").to_pylist():

@@ -31,7 +31,10 @@ class ReadWarcStep(Step):
 
     def apply(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = with_drop_fields(WARC_RECORDS)
-        rows: list[dict[str, Any]] = []
+        # Dropped records (request records, non-HTML types, damage) are batched apart from the kept ones, so
+        # the runner passes each batch on whole instead of filtering it: filtering copies every payload.
+        kept: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
         size = 0
         for batch in batches:
             paths = batch.column("warc_path").to_pylist()
@@ -39,10 +42,17 @@ class ReadWarcStep(Step):
             for path, content in zip(paths, contents, strict=True):
                 reader = WarcFileReader(path, max_record_bytes=self.max_record_bytes, data=content)
                 for row in reader.rows():
-                    rows.append(row.as_dict())
+                    if row.drop_reason is not None:
+                        dropped.append(row.as_dict())
+                        if len(dropped) >= BATCH_ROWS:
+                            yield pa.RecordBatch.from_pylist(dropped, schema=schema)
+                            dropped = []
+                        continue
+                    kept.append(row.as_dict())
                     size += len(row.payload or b"")
-                    if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
-                        yield pa.RecordBatch.from_pylist(rows, schema=schema)
-                        rows, size = [], 0
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                    if len(kept) >= BATCH_ROWS or size >= BATCH_BYTES:
+                        yield pa.RecordBatch.from_pylist(kept, schema=schema)
+                        kept, size = [], 0
+        for rows in (kept, dropped):
+            if rows:
+                yield pa.RecordBatch.from_pylist(rows, schema=schema)

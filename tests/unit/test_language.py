@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from support.warcs import real_pages
 
 from curate.extraction.decode import decode_html
@@ -36,3 +37,27 @@ def test_language_step_matches_py3langid_as_shipped(shared_data: Path) -> None:
     blank = [i for i in range(len(texts)) if i not in with_text]
     assert blank and all(languages[i] is None and np.isnan(scores[i]) for i in blank)
     assert len(set(languages)) >= 5
+
+
+def test_the_model_loads_as_shipped_when_no_cache_can_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curate.steps.language_model import CACHE_ENV, load_identifier
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))
+    identifier = load_identifier()
+    assert identifier.classify("Der Hund schläft im Garten, weil die Sonne scheint.")[0] == "de"
+    assert not (blocker.parent / "cache").exists()
+
+
+def test_the_unpacked_model_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.steps.language_model import CACHE_ENV, load_identifier
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    first = load_identifier()
+    unpacked = sorted(tmp_path.iterdir())
+    second = load_identifier()
+    assert len(unpacked) == 1 and (unpacked[0] / "done").exists() and sorted(tmp_path.iterdir()) == unpacked
+    assert first.classify("¿Dónde está la biblioteca?") == second.classify("¿Dónde está la biblioteca?")

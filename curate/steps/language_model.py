@@ -1,0 +1,147 @@
+"""py3langid's model, loaded for many workers and thousands of pages each.
+
+Two costs of the model as shipped dominate language id on a page mix:
+
+- Loading: the model is an LZMA-compressed npz, 0.7 s of CPU to unpack in every Python worker. It is
+  unpacked once per machine into plain .npy files (`cache_root()`), which every later worker maps.
+- The automaton walk: py3langid counts its byte n-gram features by walking a DFA in a Python loop, one
+  step per byte (3/4 of its time per page). The DFA is an Aho-Corasick automaton over byte strings of at
+  most `depth` bytes, so the state after each byte is the trie node of the longest suffix ending there that
+  is one, and that is computable for all positions at once: grow every window one byte at a time through
+  the trie's own edges (an edge into a node one level deeper is the trie edge) and keep the deepest node
+  reached at each end position. `_raw_score` then scores the same counts in the same order as py3langid,
+  so labels and scores are bit-identical (tests/unit/test_language.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+CACHE_ENV = "CURATE_CACHE_DIR"
+_ARRAYS = ("ptc", "pc", "classes", "nextmove", "nextmove_row", "out_feat", "depth")
+
+
+def cache_root() -> Path:
+    """Where derived, rebuildable files live (never a run's output): $CURATE_CACHE_DIR, else the XDG cache."""
+    if configured := os.environ.get(CACHE_ENV):
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate"
+
+
+class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
+    """py3langid's identifier (`norm_probs=True`) with the automaton walked for all bytes at once."""
+
+    __slots__ = ("_depth", "_max_depth", "_nextmove", "_out", "_rowbase_np")
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        from array import array
+
+        def stdlib_array(values: np.ndarray) -> array[int]:
+            return array(values.dtype.char, values.tobytes())
+
+        super().__init__(
+            arrays["ptc"],
+            arrays["pc"],
+            arrays["classes"].tolist(),
+            stdlib_array(arrays["nextmove"]),
+            arrays["out_feat"].tolist(),
+            norm_probs=True,
+            tk_row=stdlib_array(arrays["nextmove_row"]),
+        )
+        self._nextmove = arrays["nextmove"]
+        self._rowbase_np = arrays["nextmove_row"].astype(np.int64) << 8
+        self._out = arrays["out_feat"].astype(np.int64)
+        self._depth = arrays["depth"]
+        self._max_depth = int(self._depth.max())
+
+    def _states(self, text: bytes) -> np.ndarray:
+        """The automaton's state after each byte of `text`."""
+        data = np.frombuffer(text, dtype=np.uint8)
+        states = self._nextmove[self._rowbase_np[0] + data].astype(np.int64)
+        starts = np.flatnonzero(self._depth[states] == 1)
+        states[self._depth[states] != 1] = 0
+        nodes = states[starts]
+        for level in range(2, self._max_depth + 1):
+            inside = starts + level - 1 < len(data)
+            starts, nodes = starts[inside], nodes[inside]
+            grown = self._nextmove[self._rowbase_np[nodes] + data[starts + level - 1]].astype(np.int64)
+            deeper = self._depth[grown] == level
+            starts, nodes = starts[deeper], grown[deeper]
+            if not len(starts):
+                break
+            states[starts + level - 1] = nodes
+        return states
+
+    def _raw_score(self, text: bytes) -> np.ndarray:
+        features = self._out[self._states(text)]
+        features = features[features >= 0]
+        if not len(features):
+            return super()._raw_score(text)
+        unique, first, counts = np.unique(features, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")  # py3langid sums features in order of first occurrence
+        result: np.ndarray = np.log1p(counts[order].astype(np.float32)) @ self.nb_ptc[unique[order]] + self.nb_pc
+        return result
+
+
+def _trie_depths(nextmove: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each state's depth in the trie (its shortest path from the root), by breadth-first search."""
+    rowbase = rows.astype(np.int64) << 8
+    depth = np.full(len(rows), -1, dtype=np.int8)
+    depth[0] = 0
+    frontier, level = np.array([0]), 0
+    while len(frontier):
+        reached = np.unique(nextmove[(rowbase[frontier])[:, None] + np.arange(256)].ravel())
+        frontier = reached[depth[reached] < 0]
+        level += 1
+        depth[frontier] = level
+    return depth
+
+
+def _model_arrays(model_file: Path) -> dict[str, np.ndarray]:
+    from py3langid.modelio import load_model
+
+    ptc, pc, classes, nextmove, rows, output = load_model(model_file)
+    arrays = {
+        # Widened once: numpy cannot hand a float16 table to BLAS, and every page's score is a product with it.
+        "ptc": np.asarray(ptc, dtype=np.float32),
+        "pc": np.asarray(pc),
+        "classes": np.asarray(classes),
+        "nextmove": np.frombuffer(nextmove, dtype=np.dtype(nextmove.typecode)),
+        "nextmove_row": np.frombuffer(rows, dtype=np.dtype(rows.typecode)),
+        "out_feat": np.asarray(output),
+    }
+    arrays["depth"] = _trie_depths(arrays["nextmove"], arrays["nextmove_row"])
+    return arrays
+
+
+def _unpack(arrays: dict[str, np.ndarray], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    for name, array in arrays.items():
+        np.save(staging / f"{name}.npy", array, allow_pickle=False)
+    (staging / "done").write_text(target.name)
+    with contextlib.suppress(OSError):  # another worker unpacked it first; its copy holds the same bytes
+        staging.rename(target)
+
+
+def load_identifier() -> VectorizedIdentifier:
+    """The shipped model, unpacked once per machine (kept in memory only when no cache can be written)."""
+    model_file = Path(MODEL_DIR) / MODEL_FILE
+    key = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
+    target = cache_root() / f"py3langid-{key}"
+    if not (target / "done").exists():
+        arrays = _model_arrays(model_file)
+        try:
+            _unpack(arrays, target)
+        except OSError:
+            return VectorizedIdentifier(arrays)
+    # Plain arrays over the mapped files (numpy's memmap subclass adds Python work to every gather); the
+    # workers of one machine share the pages.
+    return VectorizedIdentifier({name: np.asarray(np.load(target / f"{name}.npy", mmap_mode="r")) for name in _ARRAYS})
