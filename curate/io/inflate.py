@@ -9,7 +9,7 @@ so every inflater comes from here; its errors are not `zlib.error`, hence `INFLA
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, cast
 
 from isal import isal_zlib
 
@@ -17,7 +17,8 @@ GZIP_WBITS = 16 + zlib.MAX_WBITS
 ZLIB_WBITS = zlib.MAX_WBITS
 RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 
-INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, isal_zlib.error)
+# isal's stubs declare its error as an instance; at run time it is the class IsalError.
+INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast(type[Exception], isal_zlib.error))
 
 
 def inflater(wbits: int = GZIP_WBITS) -> Any:

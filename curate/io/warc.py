@@ -58,7 +58,7 @@ AMBIGUOUS_TYPES = ("", "text/plain", "application/octet-stream", "text/xml", "ap
 
 # Exceptions warcio and the decompressors raise on damaged input. warcio's header parser also fails with
 # AttributeError/TypeError on some garbage (e.g. a WARC header block cut before WARC-Target-URI).
-READ_ERRORS = (
+READ_ERRORS: tuple[type[Exception], ...] = (
     ArchiveLoadFailed,
     EOFError,
     *INFLATE_ERRORS,
@@ -70,7 +70,7 @@ READ_ERRORS = (
     TypeError,
 )
 # Errors of the byte stream itself (a cut-off or corrupt gzip stream): reading cannot go on past them.
-STREAM_ERRORS = (EOFError, *INFLATE_ERRORS, OSError)
+STREAM_ERRORS: tuple[type[Exception], ...] = (EOFError, *INFLATE_ERRORS, OSError)
 GZIP_MAGIC = b"\x1f\x8b"
 
 

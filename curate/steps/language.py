@@ -21,17 +21,14 @@ class LanguageStep(Step):
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         identifier = worker_cached("py3langid", load_identifier)
-        languages: list[str | None] = []
-        scores: list[float | None] = []
-        for text in batch.column("text").to_pylist():
-            sample = (text or "")[:SAMPLE_CHARS]
-            if not sample.strip():
-                languages.append(None)
-                scores.append(None)
-                continue
-            language, score = identifier.classify(sample)
-            languages.append(language)
-            scores.append(float(score))
+        samples = [(text or "")[:SAMPLE_CHARS] for text in batch.column("text").to_pylist()]
+        with_text = [index for index, sample in enumerate(samples) if sample.strip()]
+        languages: list[str | None] = [None] * len(samples)
+        scores: list[float | None] = [None] * len(samples)
+        for index, (language, score) in zip(
+            with_text, identifier.classify_many([samples[index] for index in with_text]), strict=True
+        ):
+            languages[index], scores[index] = language, float(score)
         batch = batch.set_column(batch.schema.get_field_index("language"), "language", pa.array(languages, pa.string()))
         index = batch.schema.get_field_index("language_score")
         return batch.set_column(index, "language_score", pc.cast(pa.array(scores, pa.float64()), pa.float32()))

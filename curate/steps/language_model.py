@@ -38,7 +38,7 @@ def cache_root() -> Path:
 class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
     """py3langid's identifier (`norm_probs=True`) with the automaton walked for all bytes at once."""
 
-    __slots__ = ("_depth", "_max_depth", "_nextmove", "_out", "_rowbase_np")
+    __slots__ = ("_depth", "_max_depth", "_nextmove", "_out", "_pending_raw", "_rowbase_np")
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         from array import array
@@ -60,16 +60,63 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
         self._out = arrays["out_feat"].astype(np.int64)
         self._depth = arrays["depth"]
         self._max_depth = int(self._depth.max())
+        self._pending_raw: np.ndarray | None = None
 
-    def _states(self, text: bytes) -> np.ndarray:
-        """The automaton's state after each byte of `text`."""
-        data = np.frombuffer(text, dtype=np.uint8)
+    def classify_many(self, texts: list[str]) -> list[tuple[str, float]]:
+        """`classify` of each text, with the automaton walked and the features counted for all at once.
+
+        py3langid's own `classify` still decides each text (its normalisation and label aliases): the raw
+        scores computed here reach it through `_raw_score`.
+        """
+        encoded = [self._encode(text) for text in texts]
+        results = []
+        for text, scores in zip(texts, self._raw_scores(encoded), strict=True):
+            self._pending_raw = scores
+            try:
+                results.append(self.classify(text))
+            finally:
+                self._pending_raw = None
+        return results
+
+    def _raw_score(self, text: bytes) -> np.ndarray:
+        pending = getattr(self, "_pending_raw", None)
+        if pending is not None:
+            return pending
+        return self._raw_scores([text])[0]
+
+    def _raw_scores(self, encoded: list[bytes]) -> list[np.ndarray]:
+        lengths = np.fromiter((len(text) for text in encoded), dtype=np.int64, count=len(encoded))
+        ends = np.cumsum(lengths)
+        features = self._out[self._states(b"".join(encoded), np.repeat(ends, lengths))]
+        positions = np.flatnonzero(features >= 0)
+        documents = np.searchsorted(ends, positions, side="right")
+        keys = documents * len(self._out) + features[positions]
+        unique, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        # py3langid sums a page's features in order of first occurrence: the same order gives the same floats.
+        order = np.argsort(first, kind="stable")
+        unique, counts = unique[order], counts[order].astype(np.float32)
+        bounds = np.searchsorted(unique // len(self._out), np.arange(len(encoded) + 1))
+        scores = []
+        for index, text in enumerate(encoded):
+            start, stop = bounds[index], bounds[index + 1]
+            if start == stop:  # no feature at all: py3langid's own (uniform) answer
+                scores.append(super()._raw_score(text))
+                continue
+            features_of_text = unique[start:stop] % len(self._out)
+            scores.append(np.log1p(counts[start:stop]) @ self.nb_ptc[features_of_text] + self.nb_pc)
+        return scores
+
+    def _states(self, data_bytes: bytes, window_end: np.ndarray) -> np.ndarray:
+        """The automaton's state after each byte of `data_bytes`, each text restarting at the root (no
+        window crosses `window_end`, the end of the text a position belongs to)."""
+        data = np.frombuffer(data_bytes, dtype=np.uint8)
         states = self._nextmove[self._rowbase_np[0] + data].astype(np.int64)
-        starts = np.flatnonzero(self._depth[states] == 1)
-        states[self._depth[states] != 1] = 0
+        at_depth_one = self._depth[states] == 1
+        starts = np.flatnonzero(at_depth_one)
+        states[~at_depth_one] = 0
         nodes = states[starts]
         for level in range(2, self._max_depth + 1):
-            inside = starts + level - 1 < len(data)
+            inside = starts + level - 1 < window_end[starts]
             starts, nodes = starts[inside], nodes[inside]
             grown = self._nextmove[self._rowbase_np[nodes] + data[starts + level - 1]].astype(np.int64)
             deeper = self._depth[grown] == level
@@ -78,16 +125,6 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
                 break
             states[starts + level - 1] = nodes
         return states
-
-    def _raw_score(self, text: bytes) -> np.ndarray:
-        features = self._out[self._states(text)]
-        features = features[features >= 0]
-        if not len(features):
-            return super()._raw_score(text)
-        unique, first, counts = np.unique(features, return_index=True, return_counts=True)
-        order = np.argsort(first, kind="stable")  # py3langid sums features in order of first occurrence
-        result: np.ndarray = np.log1p(counts[order].astype(np.float32)) @ self.nb_ptc[unique[order]] + self.nb_pc
-        return result
 
 
 def _trie_depths(nextmove: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from curate.schema import WARC_RECORDS, with_drop_fields
 from curate.step import Step
 
 # Bound a batch by rows and by payload bytes: one 16 MB page must not make a 1,000-row batch of them.
-BATCH_ROWS = 500
+BATCH_ROWS = 100
 BATCH_BYTES = 64 * 2**20
 
 
