@@ -189,18 +189,50 @@ def test_incremental_dedup_against_an_earlier_dump(
     assert all(jaccard(sh[d], sh[k]) >= 0.5 for d, k in kept_of.items())
 
 
-def test_connected_components_chain_and_stars(spark) -> None:
+@pytest.mark.parametrize("driver_max_edges", [0, 1_000], ids=["distributed rounds", "on the driver"])
+def test_connected_components_chain_and_stars(spark, driver_max_edges: int) -> None:
     chain = [(f"c{i:02d}", f"c{i + 1:02d}") for i in range(8)]
     star = [("s0", f"s{i}") for i in range(1, 6)]
     mixed = [("m5", "m4"), ("m3", "m9"), ("m4", "m9"), ("m1", "m3")]
     pairs = spark.createDataFrame(chain[::-1] + star + mixed, "a string, b string")
-    components, rounds = connected_components(pairs)
+    components, rounds = connected_components(pairs, driver_max_edges=driver_max_edges)
     labels = dict(components.collect())
     assert {labels[f"c{i:02d}"] for i in range(9)} == {"c00"}
     assert {labels[f"s{i}"] for i in range(6)} == {"s0"}
     assert {labels[m] for m in ("m1", "m3", "m4", "m5", "m9")} == {"m1"}
-    assert len(labels) == 9 + 6 + 5
-    assert rounds >= 2  # a chain is not a star: it takes real rounds, which must converge
+    assert len(labels) == 9 + 6 + 5 and components.count() == len(labels)
+    # A chain is not a star: distributed, it takes real rounds, which must converge.
+    assert rounds >= 2 if driver_max_edges == 0 else rounds == 0
+
+
+def test_driver_labels_equal_union_find_on_random_graphs() -> None:
+    import random
+
+    import pyarrow as pa
+
+    from curate.stages.dedup.components import smallest_id_labels
+
+    rng = random.Random(7)
+    for _ in range(200):
+        size = rng.randrange(2, 60)
+        edges = [(f"n{rng.randrange(size):03d}", f"n{rng.randrange(size):03d}") for _ in range(rng.randrange(1, 80))]
+        parent: dict[str, str] = {}
+
+        def root(node: str, parent: dict[str, str] = parent) -> str:
+            parent.setdefault(node, node)
+            while parent[node] != node:
+                node = parent[node]
+            return node
+
+        for a, b in edges:
+            ra, rb = root(a), root(b)
+            parent[max(ra, rb)] = min(ra, rb)
+        expected = {node: root(node) for edge in edges for node in edge}
+        table = smallest_id_labels(pa.array([a for a, _ in edges]), pa.array([b for _, b in edges]))
+        assert (
+            dict(zip(table.column("doc_id").to_pylist(), table.column("cluster_id").to_pylist(), strict=True))
+            == expected
+        )
 
 
 def test_a_chain_of_near_duplicates_is_cut_where_it_drifts_from_the_kept_document(spark) -> None:
