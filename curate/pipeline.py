@@ -29,6 +29,7 @@ from curate.run_layout import RUN_JSON
 from curate.stage import Inputs, RunContext
 from curate.stages import registry
 from curate.stages.decontam import DecontamConfig
+from curate.stages.export.config import ExportSection
 from curate.stages.ingest import IngestConfig
 from curate.stages.train import TrainConfig
 
@@ -50,17 +51,6 @@ class LoopConfig:
             raise ConfigError(f"loop.iterations must be an integer >= 1, got {self.iterations!r}")
         if not _is_number(self.stop_overlap) or not 0.0 < self.stop_overlap <= 1.0:
             raise ConfigError(f"loop.stop_overlap must be a number in (0, 1], got {self.stop_overlap!r}")
-
-
-@dataclass
-class ExportSection:
-    enabled: bool = True
-    out: str | None = None  # default: <run>/export
-    target_shard_mb: float = 512.0
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.target_shard_mb) or self.target_shard_mb <= 0:
-            raise ConfigError(f"export.target_shard_mb must be a number > 0, got {self.target_shard_mb!r}")
 
 
 def _is_int(value: Any) -> bool:
@@ -267,12 +257,7 @@ def _run_locked(
             from curate.stages.export import run_export
 
             export_dir = config.export.out or ctx.stage_dir(registry.EXPORT_DIR)
-            run_export(
-                ctx,
-                export_dir,
-                target_shard_bytes=int(config.export.target_shard_mb * 2**20),
-                source_stage=final_stage,
-            )
+            run_export(ctx, export_dir, source_stage=final_stage, config=config.export.stage_config())
     _write_run_file(ctx, manifests, iterations, status, final_stage, config)
     return RunResult(manifests, iterations, status, message, export_dir)
 

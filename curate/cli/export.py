@@ -38,7 +38,7 @@ def export(
     from curate.io.fs import use_s3_endpoint
     from curate.stages.export import ExportConfig, run_export
 
-    config = ExportConfig(target_shard_bytes=int(target_shard_mb * 2**20))
+    config = ExportConfig.with_shard_mb(target_shard_mb)
     use_s3_endpoint(s3_endpoint)  # the upload runs on the driver: no executor needs the endpoint
     ctx = make_context(run, master, False, force, spark_conf)
     manifest = run_export(ctx, out, source_stage=stage, config=config)

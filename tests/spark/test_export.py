@@ -54,7 +54,9 @@ def run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Syntheti
 @pytest.fixture(scope="module")
 def exported(spark, run: SyntheticRun, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("export-out") / "corpus"
-    manifest = run_export(RunContext(str(run.run_dir)).use_session(spark), str(out), target_shard_bytes=SMALL_TARGET)
+    manifest = run_export(
+        RunContext(str(run.run_dir)).use_session(spark), str(out), config=ExportConfig(target_shard_bytes=SMALL_TARGET)
+    )
     return out, manifest
 
 
@@ -178,7 +180,9 @@ def test_a_stage_before_scoring_gets_tokens_counted_and_all_three_statuses(
 def test_an_unchanged_export_is_not_redone(exported, run: SyntheticRun, spark) -> None:
     out, manifest = exported
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = run_export(RunContext(str(run.run_dir)).use_session(spark), str(out), target_shard_bytes=SMALL_TARGET)
+    again = run_export(
+        RunContext(str(run.run_dir)).use_session(spark), str(out), config=ExportConfig(target_shard_bytes=SMALL_TARGET)
+    )
     assert again == manifest
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
@@ -204,7 +208,11 @@ def test_an_interrupted_export_leaves_nothing_where_readers_look(
     with monkeypatch.context() as patch:
         patch.setattr(export_stage, "move_shards", crash_after_first_shard)
         with pytest.raises(KeyboardInterrupt):
-            run_export(RunContext(str(run.run_dir)).use_session(spark), str(out), target_shard_bytes=SMALL_TARGET)
+            run_export(
+                RunContext(str(run.run_dir)).use_session(spark),
+                str(out),
+                config=ExportConfig(target_shard_bytes=SMALL_TARGET),
+            )
     assert not out.exists()
     # The debris is beside, not at, the target, under a name only this export used.
     (debris,) = tmp_path.glob("corpus.export-*.tmp")
@@ -234,7 +242,7 @@ def test_an_interrupted_export_leaves_nothing_where_readers_look(
         patch.setattr(export_stage, "doc_ids_digest", crash)
         with pytest.raises(KeyboardInterrupt):
             ctx = RunContext(str(run.run_dir), force=True).use_session(spark)
-            run_export(ctx, str(out), target_shard_bytes=2 * SMALL_TARGET)
+            run_export(ctx, str(out), config=ExportConfig(target_shard_bytes=2 * SMALL_TARGET))
     assert _verify(out) == first
 
 
@@ -276,7 +284,9 @@ def generated_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.mark.slow
 def test_shards_land_within_ten_percent_of_the_target(spark, generated_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "corpus"
-    manifest = run_export(RunContext(str(generated_run)).use_session(spark), str(out), target_shard_bytes=TARGET)
+    manifest = run_export(
+        RunContext(str(generated_run)).use_session(spark), str(out), config=ExportConfig(target_shard_bytes=TARGET)
+    )
     sizes = [os.path.getsize(out / s["path"]) for s in manifest["shards"]]
     print(
         f"\nexport: {manifest['bytes'] / 1e6:.0f} MB in {manifest['wall_seconds']:.0f} s "

@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from curate.classify.tokens import DEEPSEEK_BPE, TOKENIZERS
 from curate.errors import ConfigError
 
-if TYPE_CHECKING:
-    pass
-
-
 MiB = 2**20
-
-
 EXPORT_STEP = "parquet_export_v1"
-
-
 EXPORT_FORMAT = "curate-export"
-
-
 MANIFEST_FILE = "manifest.json"
 
 
 # Shards live in their own directory: Spark, pyarrow and HF datasets all fail on a directory of Parquet
 # that also holds manifest.json, and read `<out>/data` as it is.
 DATA_DIR = "data"
-
-
 SHARD_COLUMN = "_shard"
-
-
 SAMPLE_BYTES = 32 * MiB
-
-
 WORK_DIR = "_work"
-
-
 HASH_CHUNK = 8 * MiB
-
-
 ORDER = "doc_id ascending, within and across shards"
 
 
@@ -65,6 +45,28 @@ class ExportConfig:
             raise ConfigError("row groups must be at least 1 MB and 1 row")
         if self.tokenizer not in TOKENIZERS:
             raise ConfigError(f"export: unknown tokenizer {self.tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
+
+    @classmethod
+    def with_shard_mb(cls, target_shard_mb: float) -> ExportConfig:
+        """The settings for a target shard size in MB, the unit of the CLI and the run configuration."""
+        return cls(target_shard_bytes=int(target_shard_mb * MiB))
+
+
+@dataclass
+class ExportSection:
+    """The run configuration's `export:` section: whether `curate run` exports, where, and the shard size."""
+
+    enabled: bool = True
+    out: str | None = None  # default: <run>/export
+    target_shard_mb: float = ExportConfig.target_shard_bytes / MiB
+
+    def __post_init__(self) -> None:
+        number = isinstance(self.target_shard_mb, int | float) and not isinstance(self.target_shard_mb, bool)
+        if not number or not math.isfinite(self.target_shard_mb) or self.target_shard_mb <= 0:
+            raise ConfigError(f"export.target_shard_mb must be a number > 0, got {self.target_shard_mb!r}")
+
+    def stage_config(self) -> ExportConfig:
+        return ExportConfig.with_shard_mb(self.target_shard_mb)
 
 
 def shard_name(index: int, count: int) -> str:

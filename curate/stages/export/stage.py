@@ -63,7 +63,6 @@ def run_export(
     ctx: RunContext,
     out_dir: str,
     *,
-    target_shard_bytes: int = ExportConfig.target_shard_bytes,
     source_stage: str | None = None,
     config: ExportConfig | None = None,
 ) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def run_export(
     config are unchanged is not redone (unless `ctx.force`).
     """
     started = time.monotonic()
-    config = config or ExportConfig(target_shard_bytes=target_shard_bytes)
+    config = config or ExportConfig()
     layout = RunLayout.load(ctx.run_dir)
     lineage = find_lineage(layout, source_stage)
     inputs = {stage: layout.manifest(stage).fingerprint for stage in lineage.stages()}  # type: ignore[union-attr]
