@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 setup: $(VENV)/.installed browser
+	@$(BIN)/python -m curate.runners.class_archive
 
 # The report test renders the HTML report in headless Chromium (Debian package `chromium`). Installed quietly when
 # this user may run apt-get; otherwise one line says what to run, and that test skips saying the same.

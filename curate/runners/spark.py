@@ -129,6 +129,9 @@ def build_session(
         # near-dedup stage on a fresh JVM from 30.5 to 26.9 s and `curate ingest` of the sample WARCs from 24.2
         # to 21.5 s. The heavy per-document work runs in Python workers, so C2's peak speed matters little here.
         java_options.append(LOCAL_JIT_OPTION)
+        from curate.runners.class_archive import java_options as class_archive_options
+
+        java_options.extend(class_archive_options())
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
         builder = builder.config("spark.executor.extraJavaOptions", " ".join(java_options))

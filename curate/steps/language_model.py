@@ -17,22 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-CACHE_ENV = "CURATE_CACHE_DIR"
+from curate.cache_dir import cache_root
+
 _ARRAYS = ("ptc", "pc", "classes", "nextmove", "nextmove_row", "out_feat", "depth")
-
-
-def cache_root() -> Path:
-    """Where derived, rebuildable files live (never a run's output): $CURATE_CACHE_DIR, else the XDG cache."""
-    if configured := os.environ.get(CACHE_ENV):
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate"
 
 
 class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]

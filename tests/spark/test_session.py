@@ -20,3 +20,27 @@ def test_local_session_runs_the_client_jit_with_quiet_logs(spark) -> None:
     )
     assert bean.getVMOption("TieredStopAtLevel").getValue() == "1"
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+
+def test_the_local_jvm_maps_spark_classes_from_the_archive_make_setup_builds(spark) -> None:
+    from curate.runners.class_archive import archive_path
+
+    path = archive_path()
+    if path is None or not path.is_file():
+        pytest.skip("no Spark class archive: `python -m curate.runners.class_archive` (make setup) builds it")
+    jvm = spark.sparkContext._jvm
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
+    assert bean.getVMOption("SharedArchiveFile").getValue() == str(path)
+
+
+def test_without_an_archive_sessions_start_as_before(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from curate.cache_dir import CACHE_ENV
+    from curate.runners.class_archive import DUMP_ENV, java_options
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(DUMP_ENV, raising=False)
+    assert java_options() == []
+    monkeypatch.setenv(DUMP_ENV, str(tmp_path / "building.jsa"))
+    assert java_options() == [f"-XX:ArchiveClassesAtExit={tmp_path / 'building.jsa'}"]

@@ -42,7 +42,8 @@ def test_language_step_matches_py3langid_as_shipped(shared_data: Path) -> None:
 def test_the_model_loads_as_shipped_when_no_cache_can_be_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from curate.steps.language_model import CACHE_ENV, load_identifier
+    from curate.cache_dir import CACHE_ENV
+    from curate.steps.language_model import load_identifier
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -53,7 +54,8 @@ def test_the_model_loads_as_shipped_when_no_cache_can_be_written(
 
 
 def test_the_unpacked_model_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from curate.steps.language_model import CACHE_ENV, load_identifier
+    from curate.cache_dir import CACHE_ENV
+    from curate.steps.language_model import load_identifier
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     first = load_identifier()
