@@ -24,9 +24,11 @@ issue [5/7]. The machine may be shared: compare ratios within one run.
     python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
 
 Last run (2026-12-05, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000`, 813 pages x 4 = 3,252
-records): CPU ms per record, local runner 2.40 cold / 2.19 warm, Spark local[2] 4.44 cold / 2.49 warm,
-resiliparse-only floor 1.41; Spark/local 1.85x cold, 1.14x warm; local/floor 0.59x cold, 0.64x warm; curate
-whole command 2.77 ms vs datatrove 17.48 ms per record: 6.3x. The same command before this round (same
+records, after the Spark class archive): CPU ms per record, local runner 2.30 cold / 2.21 warm, Spark
+local[2] 4.22 cold / 2.76 warm, resiliparse-only floor 1.44; Spark/local 1.84x cold, 1.24x warm; local/floor
+0.62x cold, 0.65x warm; curate whole command 2.80 ms vs datatrove 18.34 ms per record: 6.6x. (The run before
+the archive: local 2.40 / 2.19, Spark 4.44 / 2.49, 6.3x; warm Spark figures move by +-10% between runs.)
+The same command before this round (same
 machine, idle): local 3.27 / 2.61, Spark 5.44 / 2.88, floor 1.42, Spark/local 1.67x, local/floor 0.44x,
 whole command 4.20 ms, 4.6x datatrove. With `--records 12000` (12,195 records), where the one-off costs
 weigh less: Spark/local 1.29x cold, 1.07x warm; local/floor 0.62x; Spark wall 0.72x the local runner's.
