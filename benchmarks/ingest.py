@@ -28,8 +28,7 @@ records, after the Spark class archive): CPU ms per record, local runner 2.30 co
 local[2] 4.22 cold / 2.76 warm, resiliparse-only floor 1.44; Spark/local 1.84x cold, 1.24x warm; local/floor
 0.62x cold, 0.65x warm; curate whole command 2.80 ms vs datatrove 18.34 ms per record: 6.6x. (The run before
 the archive: local 2.40 / 2.19, Spark 4.44 / 2.49, 6.3x; warm Spark figures move by +-10% between runs.)
-The same command before this round (same
-machine, idle): local 3.27 / 2.61, Spark 5.44 / 2.88, floor 1.42, Spark/local 1.67x, local/floor 0.44x,
+The same command before this round (same machine, idle): local 3.27 / 2.61, Spark 5.44 / 2.88, floor 1.42, Spark/local 1.67x, local/floor 0.44x,
 whole command 4.20 ms, 4.6x datatrove. With `--records 12000` (12,195 records), where the one-off costs
 weigh less: Spark/local 1.29x cold, 1.07x warm; local/floor 0.62x; Spark wall 0.72x the local runner's.
 Where the rest goes: the extraction child (resiliparse parse 0.34 ms, main-content pass 0.73 ms, the math
