@@ -63,3 +63,19 @@ def test_the_unpacked_model_is_reused(tmp_path: Path, monkeypatch: pytest.Monkey
     second = load_identifier()
     assert len(unpacked) == 1 and (unpacked[0] / "done").exists() and sorted(tmp_path.iterdir()) == unpacked
     assert first.classify("¿Dónde está la biblioteca?") == second.classify("¿Dónde está la biblioteca?")
+
+
+def test_batched_language_id_equals_py3langid_on_random_text() -> None:
+    import random
+
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from curate.steps.language_model import load_identifier
+
+    rng = random.Random(11)
+    texts = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))).decode("latin-1") for _ in range(200)]
+    texts += ["".join(rng.choice("aé中🙂 \n$\\{}xЖ") for _ in range(rng.randrange(1, 200))) for _ in range(200)]
+    texts += ["x", "ab", "\x00", " 1 ", "ÄÖÜ" * 3]
+    shipped = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    shipped.nb_ptc = shipped.nb_ptc.astype(np.float32)
+    assert load_identifier().classify_many(texts) == [shipped.classify(text) for text in texts]
