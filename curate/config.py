@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +17,16 @@ import yaml
 from curate.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def is_int(value: Any) -> bool:
+    """An integer setting's value (YAML's `true` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite numeric setting's value (not a bool, NaN or infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_yaml(path: str | Path | None) -> dict[str, Any]:

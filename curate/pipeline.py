@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from curate.classify.select import SelectConfig
-from curate.config import section, unknown_keys
+from curate.config import is_int, is_number, section, unknown_keys
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import Manifest
@@ -47,18 +46,10 @@ class LoopConfig:
     annotations: str = "annotations"
 
     def __post_init__(self) -> None:
-        if not _is_int(self.iterations) or self.iterations < 1:
+        if not is_int(self.iterations) or self.iterations < 1:
             raise ConfigError(f"loop.iterations must be an integer >= 1, got {self.iterations!r}")
-        if not _is_number(self.stop_overlap) or not 0.0 < self.stop_overlap <= 1.0:
+        if not is_number(self.stop_overlap) or not 0.0 < self.stop_overlap <= 1.0:
             raise ConfigError(f"loop.stop_overlap must be a number in (0, 1], got {self.stop_overlap!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from curate.classify.tokens import DEEPSEEK_BPE, TOKENIZERS
+from curate.config import is_number
 from curate.errors import ConfigError
 
 MiB = 2**20
@@ -61,8 +61,7 @@ class ExportSection:
     target_shard_mb: float = ExportConfig.target_shard_bytes / MiB
 
     def __post_init__(self) -> None:
-        number = isinstance(self.target_shard_mb, int | float) and not isinstance(self.target_shard_mb, bool)
-        if not number or not math.isfinite(self.target_shard_mb) or self.target_shard_mb <= 0:
+        if not is_number(self.target_shard_mb) or self.target_shard_mb <= 0:
             raise ConfigError(f"export.target_shard_mb must be a number > 0, got {self.target_shard_mb!r}")
 
     def stage_config(self) -> ExportConfig:
