@@ -72,9 +72,8 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
         return results
 
     def _raw_score(self, text: bytes) -> np.ndarray:
-        pending = getattr(self, "_pending_raw", None)
-        if pending is not None:
-            return pending
+        if self._pending_raw is not None:
+            return self._pending_raw
         return self._raw_scores([text])[0]
 
     def _raw_scores(self, encoded: list[bytes]) -> list[np.ndarray]:
@@ -157,8 +156,7 @@ def _unpack(arrays: dict[str, np.ndarray], target: Path) -> None:
     for name, array in arrays.items():
         np.save(staging / f"{name}.npy", array, allow_pickle=False)
     (staging / "done").write_text(target.name)
-    with contextlib.suppress(OSError):  # another worker unpacked it first; its copy holds the same bytes
-        staging.rename(target)
+    staging.rename(target)  # fails if another worker unpacked it first: its copy holds the same bytes
 
 
 def load_identifier() -> VectorizedIdentifier:
@@ -168,9 +166,9 @@ def load_identifier() -> VectorizedIdentifier:
     target = cache_root() / f"py3langid-{key}"
     if not (target / "done").exists():
         arrays = _model_arrays(model_file)
-        try:
+        with contextlib.suppress(OSError):
             _unpack(arrays, target)
-        except OSError:
+        if not (target / "done").exists():  # no writable cache here: this worker keeps its own copy
             return VectorizedIdentifier(arrays)
     # Plain arrays over the mapped files (numpy's memmap subclass adds Python work to every gather); the
     # workers of one machine share the pages.
