@@ -134,17 +134,14 @@ def _split_dropped(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatc
     index = batch.schema.get_field_index(DROP_REASON)
     if index < 0:
         return batch, None
+    drop_names = [name for name in (DROP_REASON, DROP_DETAIL) if name in batch.schema.names]
     dropped_mask = pc.is_valid(batch.column(index))
+    # All kept or all dropped (readers batch their drops apart): no filter, so no copy of the columns.
     if not pc.any(dropped_mask).as_py():
-        return batch.drop_columns(
-            [DROP_REASON, DROP_DETAIL] if DROP_DETAIL in batch.schema.names else [DROP_REASON]
-        ), None
+        return batch.drop_columns(drop_names), None
     if pc.all(dropped_mask).as_py():
-        return batch.slice(0, 0).drop_columns([n for n in (DROP_REASON, DROP_DETAIL) if n in batch.schema.names]), batch
-    kept = batch.filter(pc.invert(dropped_mask))
-    dropped = batch.filter(dropped_mask)
-    drop_names = [n for n in (DROP_REASON, DROP_DETAIL) if n in kept.schema.names]
-    return kept.drop_columns(drop_names), dropped
+        return batch.slice(0, 0).drop_columns(drop_names), batch
+    return batch.filter(pc.invert(dropped_mask)).drop_columns(drop_names), batch.filter(dropped_mask)
 
 
 def run_steps(
