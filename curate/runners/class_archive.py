@@ -46,8 +46,11 @@ def archive_path() -> Path | None:
         return None
     stat = java.stat()
     jars = Path(pyspark.__file__).parent / "jars"
-    listing = sorted(entry.name for entry in jars.iterdir()) if jars.is_dir() else []
-    key = hashlib.sha256(repr((str(java), stat.st_size, stat.st_mtime_ns, pyspark.__version__, listing)).encode())
+    # The JVM checks the classpath and each jar's size and mtime against the archive: a reinstalled pyspark
+    # (a new venv, another checkout) must name a new archive, not find one the JVM will refuse.
+    listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in jars.iterdir()) if jars.is_dir() else []
+    identity = (str(java), stat.st_size, stat.st_mtime_ns, pyspark.__version__, str(jars), listing)
+    key = hashlib.sha256(repr(identity).encode())
     return cache_root() / f"spark-classes-{key.hexdigest()[:16]}.jsa"
 
 
@@ -56,7 +59,10 @@ def java_options() -> list[str]:
     if dump := os.environ.get(DUMP_ENV):
         return [f"-XX:ArchiveClassesAtExit={dump}"]
     path = archive_path()
-    return [f"-XX:SharedArchiveFile={path}"] if path is not None and path.is_file() else []
+    if path is None or not path.is_file():
+        return []
+    # A refused archive (a JVM update in place) only means a slower start: not a warning on every command.
+    return [f"-XX:SharedArchiveFile={path}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
 
 
 def _exercise() -> None:
