@@ -277,3 +277,41 @@ def test_exact_verification_measures_the_shingle_sets(spark, staged, corpus: Pla
             exact_rows += 1
             assert abs(row["jaccard"] - truth) < 1e-3, (row, truth)
     assert exact_rows >= 5 and len(rows) >= 60
+
+
+@pytest.mark.parametrize("with_earlier", [False, True], ids=["one crawl", "against an earlier crawl"])
+@pytest.mark.parametrize("verify", ["exact", "signature"])
+def test_star_passes_on_the_driver_equal_the_distributed_passes(spark, staged, verify: str, with_earlier: bool) -> None:
+    from pyspark.sql import functions as F
+
+    from curate.stages.dedup.keep import keep_attributes
+    from curate.stages.dedup.signatures import compute_signatures
+    from curate.stages.dedup.stage import find_duplicates
+
+    _, source = staged
+    # Scores with ties, NaN and nulls, so the keep order's edge cases (Spark's, nulls last, NaN above every
+    # number) decide some clusters, and text length or doc_id others.
+    bucket = F.abs(F.hash("doc_id")) % 6
+    documents = spark.read.parquet(source).withColumn(
+        "math_score",
+        F.when(bucket == 0, F.lit(None).cast("float"))
+        .when(bucket == 1, F.lit(float("nan")).cast("float"))
+        .otherwise(F.round("math_score", 1).cast("float")),
+    )
+    config = DedupConfig(verify=verify, keep=("math_score desc", "text_length asc"))
+    signatures = compute_signatures(documents, config.minhash).localCheckpoint()
+    previous = None
+    if with_earlier:
+        earlier = F.abs(F.hash("doc_id", F.lit("earlier"))) % 3 == 0
+        previous, signatures = signatures.where(earlier), signatures.where(~earlier)
+        documents = documents.join(signatures.select("doc_id"), "doc_id", "left_semi")
+    texts = documents.select("doc_id", "text")
+    results = {}
+    for path, limit in (("driver", 1_000_000), ("distributed", 0)):
+        duplicates, stats = find_duplicates(
+            signatures, keep_attributes(documents, config), config, previous, texts=texts, driver_max_edges=limit
+        )
+        results[path] = (sorted(tuple(row) for row in duplicates.collect()), {**stats, "rounds": 0})
+    assert results["driver"] == results["distributed"]
+    rows = results["driver"][0]
+    assert len(rows) >= 30 and len({row[2] for row in rows}) >= 10

@@ -83,6 +83,18 @@ class DedupConfig:
             return 0.0
         return self.minhash.threshold if self.min_jaccard_to_kept is None else self.min_jaccard_to_kept
 
+    def keep_keys(self, columns: list[str]) -> list[tuple[str, bool]]:
+        """The keep rule as (column, descending) over `columns` (the attributes available), doc_id last."""
+        keys: list[tuple[str, bool]] = []
+        for item in self.keep:
+            name, *direction = item.split()
+            if name not in columns:
+                if name in OPTIONAL_KEEP_COLUMNS:
+                    continue
+                raise ConfigError(f"dedup.keep names column {name!r}, which the documents do not have")
+            keys.append((name, direction != ["asc"]))
+        return [*keys, ("doc_id", False)]
+
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["keep"] = list(self.keep)

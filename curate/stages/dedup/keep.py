@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from curate.errors import ConfigError
 from curate.schema import DROP_DETAIL, DROP_REASON, spark_schema
 from curate.stages.dedup.candidates import estimated_jaccard, with_exact_jaccard
-from curate.stages.dedup.components import connected_components, cut_lineage
-from curate.stages.dedup.config import OPTIONAL_KEEP_COLUMNS, DedupConfig
+from curate.stages.dedup.components import DRIVER_MAX_EDGES, connected_components, cut_lineage
+from curate.stages.dedup.config import DedupConfig
+from curate.stages.dedup.keep_on_driver import assign_stars_on_driver
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -20,20 +20,13 @@ NEAR_DUPLICATE = "near_duplicate"
 
 
 def keep_order(config: DedupConfig, columns: list[str]) -> list[Column]:
-    """The window order of the keep rule over `columns` (the attributes available)."""
+    """The window order of the keep rule over `columns`: nulls last either way."""
     from pyspark.sql import functions as F
 
-    order: list[Column] = []
-    for item in config.keep:
-        name, _, direction = item.partition(" ")
-        if name not in columns:
-            if name in OPTIONAL_KEEP_COLUMNS:
-                continue
-            raise ConfigError(f"dedup.keep names column {name!r}, which the documents do not have")
-        column = F.col(name)
-        order.append(column.asc_nulls_last() if direction.strip() == "asc" else column.desc_nulls_last())
-    order.append(F.col("doc_id").asc())
-    return order
+    return [
+        F.col(name).desc_nulls_last() if descending else F.col(name).asc_nulls_last()
+        for name, descending in config.keep_keys(columns)
+    ]
 
 
 def keep_attributes(documents: DataFrame, config: DedupConfig) -> DataFrame:
@@ -84,6 +77,8 @@ def assign_stars(
     config: DedupConfig,
     earlier: DataFrame | None = None,
     texts: DataFrame | None = None,
+    *,
+    driver_max_edges: int = DRIVER_MAX_EDGES,
 ) -> tuple[DataFrame, dict[str, int]]:
     """(doc_id, kept_doc_id, jaccard) for every removed document: each within the threshold of its kept one.
 
@@ -93,9 +88,13 @@ def assign_stars(
     rest, with the component's earlier documents other than the kept one, form the residual graph (their
     verified edges among themselves), which the next pass clusters the same way. Every pass assigns at least each component's kept
     document, so the residual shrinks; after `max_passes` whatever is left is kept, never removed on a chain.
+    Up to `driver_max_edges` edges the passes run on the driver (`keep_on_driver`), with the same result.
     """
     from pyspark.sql import functions as F
 
+    few = edges.select("a", "b").limit(driver_max_edges + 1).toArrow()
+    if few.num_rows <= driver_max_edges:
+        return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts)
     threshold = config.kept_threshold
     sig = signatures.select("doc_id", "minhash")
     kept_sig = sig.select(F.col("doc_id").alias("kept_doc_id"), F.col("minhash").alias("kept_minhash"))

@@ -13,7 +13,7 @@ from curate.io import fs
 from curate.manifest import read_manifest
 from curate.schema import DUPLICATES
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
-from curate.stages.dedup.components import cut_lineage
+from curate.stages.dedup.components import DRIVER_MAX_EDGES, cut_lineage
 from curate.stages.dedup.config import DedupConfig
 from curate.stages.dedup.keep import assign_stars, conform_frame, keep_attributes, mark_duplicates
 from curate.stages.dedup.signatures import compute_signatures, read_previous_signatures
@@ -57,6 +57,8 @@ def find_duplicates(
     previous: DataFrame | None = None,
     timings: dict[str, float] | None = None,
     texts: DataFrame | None = None,
+    *,
+    driver_max_edges: int = DRIVER_MAX_EDGES,
 ) -> tuple[DataFrame, dict[str, int]]:
     """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
 
@@ -64,7 +66,8 @@ def find_duplicates(
     signature estimate is used.
 
     `signatures` should be materialised (read from Parquet or persisted): it is read several times.
-    `timings` (if given) receives the seconds spent materialising candidates and components.
+    `timings` (if given) receives the seconds spent materialising candidates and components. Graphs of up
+    to `driver_max_edges` edges are clustered on the driver (see `assign_stars`).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -95,7 +98,9 @@ def find_duplicates(
     edges = scored.where(F.col("jaccard") >= F.lit(threshold))
     with _timed(timings, "components"):
         earlier_ids = None if previous is None else nodes_all.where(~F.col("is_new")).select("doc_id")
-        removed, star_stats = assign_stars(edges, nodes_all, attributes, config, earlier_ids, texts)
+        removed, star_stats = assign_stars(
+            edges, nodes_all, attributes, config, earlier_ids, texts, driver_max_edges=driver_max_edges
+        )
     # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
     duplicates = removed.withColumn(
         "cluster_id", F.least("kept_doc_id", F.min("doc_id").over(Window.partitionBy("kept_doc_id")))
