@@ -129,6 +129,9 @@ def build_session(
         # near-dedup stage on a fresh JVM from 30.5 to 26.9 s and `curate ingest` of the sample WARCs from 24.2
         # to 21.5 s. The heavy per-document work runs in Python workers, so C2's peak speed matters little here.
         java_options.append(LOCAL_JIT_OPTION)
+        # Workers forked from a daemon that has already imported what every task imports (see spark_daemon).
+        # Local only: there this interpreter is the workers', so the module is known to import.
+        builder = builder.config("spark.python.daemon.module", "curate.runners.spark_daemon")
         from curate.runners.class_archive import java_options as class_archive_options
 
         java_options.extend(class_archive_options())

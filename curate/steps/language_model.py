@@ -49,7 +49,8 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
             tk_row=stdlib_array(arrays["nextmove_row"]),
         )
         self._nextmove = arrays["nextmove"]
-        self._rowbase_np = arrays["nextmove_row"].astype(np.int64) << 8
+        rowbase = arrays["nextmove_row"].astype(np.int64) << 8
+        self._rowbase_np = rowbase.astype(np.int32) if rowbase.max(initial=0) < 2**31 - 256 else rowbase
         self._out = arrays["out_feat"].astype(np.int64)
         self._depth = arrays["depth"]
         self._max_depth = int(self._depth.max())
@@ -102,20 +103,23 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
         """The automaton's state after each byte of `data_bytes`, each text restarting at the root (no
         window crosses `window_end`, the end of the text a position belongs to)."""
         data = np.frombuffer(data_bytes, dtype=np.uint8)
-        states = self._nextmove[self._rowbase_np[0] + data].astype(np.int64)
+        # 32-bit indices where they fit (always, for the model and a batch of samples): a quarter less time.
+        index = np.int32 if len(data) < 2**31 and self._rowbase_np.dtype == np.int32 else np.int64
+        states = self._nextmove[self._rowbase_np[0] + data].astype(index)
         at_depth_one = self._depth[states] == 1
-        starts = np.flatnonzero(at_depth_one)
+        starts = np.flatnonzero(at_depth_one).astype(index)
         states[~at_depth_one] = 0
         nodes = states[starts]
+        window_end = window_end.astype(index)
         for level in range(2, self._max_depth + 1):
-            inside = starts + level - 1 < window_end[starts]
+            inside = starts + (level - 1) < window_end[starts]
             starts, nodes = starts[inside], nodes[inside]
-            grown = self._nextmove[self._rowbase_np[nodes] + data[starts + level - 1]].astype(np.int64)
+            grown = self._nextmove[self._rowbase_np[nodes] + data[starts + (level - 1)]]
             deeper = self._depth[grown] == level
-            starts, nodes = starts[deeper], grown[deeper]
+            starts, nodes = starts[deeper], grown[deeper].astype(index)
             if not len(starts):
                 break
-            states[starts + level - 1] = nodes
+            states[starts + (level - 1)] = nodes
         return states
 
 

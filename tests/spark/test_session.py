@@ -44,3 +44,25 @@ def test_without_an_archive_sessions_start_as_before(tmp_path, monkeypatch) -> N
     assert java_options() == []
     monkeypatch.setenv(DUMP_ENV, str(tmp_path / "building.jsa"))
     assert java_options() == [f"-XX:ArchiveClassesAtExit={tmp_path / 'building.jsa'}"]
+
+
+def test_local_python_workers_fork_from_a_daemon_that_preloaded_the_steps(spark) -> None:
+    def worker_view(rows):  # type: ignore[no-untyped-def]
+        import os
+        import sys
+
+        for _ in rows:
+            pass
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as cmdline:
+            parent = cmdline.read().split(b"\0")
+        threads = len(os.listdir("/proc/self/task"))
+        yield (b" ".join(parent).decode(), "curate.steps.extract" in sys.modules, threads)
+
+    views = spark.sparkContext.parallelize(range(4), 2).mapPartitions(worker_view).collect()
+    assert views, "no worker reported"
+    for parent, preloaded, threads in views:
+        assert "curate.runners.spark_daemon" in parent
+        # The task itself never imported the extraction step: the daemon did, before forking.
+        assert preloaded
+        # Forked from one thread, no BLAS pool started: the worker's threads are pyspark's own few.
+        assert threads <= 4, threads
