@@ -10,7 +10,7 @@ from curate.schema import DROP_DETAIL, DROP_REASON, spark_schema
 from curate.stages.dedup.candidates import estimated_jaccard, with_exact_jaccard
 from curate.stages.dedup.components import DRIVER_MAX_EDGES, connected_components, cut_lineage
 from curate.stages.dedup.config import DedupConfig
-from curate.stages.dedup.keep_on_driver import assign_stars_on_driver
+from curate.stages.dedup.keep_on_driver import DRIVER_MAX_NODES, assign_stars_on_driver, graph_nodes
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -88,12 +88,13 @@ def assign_stars(
     rest, with the component's earlier documents other than the kept one, form the residual graph (their
     verified edges among themselves), which the next pass clusters the same way. Every pass assigns at least each component's kept
     document, so the residual shrinks; after `max_passes` whatever is left is kept, never removed on a chain.
-    Up to `driver_max_edges` edges the passes run on the driver (`keep_on_driver`), with the same result.
+    Up to `driver_max_edges` edges and `DRIVER_MAX_NODES` nodes the passes run on the driver
+    (`keep_on_driver`), with the same result.
     """
     from pyspark.sql import functions as F
 
     few = edges.select("a", "b").limit(driver_max_edges + 1).toArrow()
-    if few.num_rows <= driver_max_edges:
+    if few.num_rows <= driver_max_edges and len(graph_nodes(few)) <= DRIVER_MAX_NODES:
         return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts)
     threshold = config.kept_threshold
     sig = signatures.select("doc_id", "minhash")

@@ -3,7 +3,7 @@
 Each distributed pass is a dozen Spark jobs (components, the keep-rule window, two signature joins, the
 verification, the residual graph): on 6,720 documents the two passes took 2.7-4.7 s of a 9-16 s stage, almost
 all of it job overhead. The verified graph is mostly far smaller than its corpus, so up to `DRIVER_MAX_EDGES`
-edges the passes run here on Arrow and numpy: one job fetches the graph's nodes (signature and keep
+edges and `DRIVER_MAX_NODES` nodes the passes run here on Arrow and numpy: one job fetches the graph's nodes (signature and keep
 attributes), and with `verify: exact` one more per pass measures the near-threshold pairs through the same
 `with_exact_jaccard` as the distributed passes. The result is the same rows: the same components (smallest
 id), the same keep order (Spark's: nulls last, NaN above every number, strings by their UTF-8 bytes) and
@@ -25,8 +25,15 @@ from curate.stages.dedup.config import DedupConfig
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+# Each node brings its signature (128 int64: ~1 KB of Arrow, viewed as is by numpy): 250 MB at this many.
+DRIVER_MAX_NODES = 250_000
 EARLIER = "_earlier"
 REMOVED = pa.schema([("doc_id", pa.string()), ("kept_doc_id", pa.string()), ("jaccard", pa.float32())])
+
+
+def graph_nodes(edges: pa.Table) -> pa.Array:
+    """The distinct doc_ids of the edges (a, b)."""
+    return pc.unique(pa.concat_arrays([edges.column("a").combine_chunks(), edges.column("b").combine_chunks()]))
 
 
 def node_table(node_ids: pa.Array, signatures: DataFrame, attributes: DataFrame, earlier: DataFrame | None) -> pa.Table:
@@ -98,7 +105,7 @@ def assign_stars_on_driver(
     """`assign_stars` for the collected edges (a, b): the same (doc_id, kept_doc_id, jaccard) rows."""
     threshold = config.kept_threshold
     left, right = edges.column("a").combine_chunks(), edges.column("b").combine_chunks()
-    nodes = node_table(pc.unique(pa.concat_arrays([left, right])), signatures, attributes, earlier)
+    nodes = node_table(graph_nodes(edges), signatures, attributes, earlier)
     nodes = nodes.take(pc.sort_indices(nodes, sort_keys=[("doc_id", "ascending")]))
     node_ids = nodes.column("doc_id").combine_chunks()
     minhash = nodes.column("minhash").combine_chunks()
