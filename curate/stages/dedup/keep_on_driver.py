@@ -3,11 +3,11 @@
 Each distributed pass is a dozen Spark jobs (components, the keep-rule window, two signature joins, the
 verification, the residual graph): on 6,720 documents the two passes took 2.7-4.7 s of a 9-16 s stage, almost
 all of it job overhead. The verified graph is mostly far smaller than its corpus, so up to `DRIVER_MAX_EDGES`
-edges and `DRIVER_MAX_NODES` nodes the passes run here on Arrow and numpy: one job fetches the graph's nodes (signature and keep
-attributes), and with `verify: exact` one more per pass measures the near-threshold pairs through the same
-`with_exact_jaccard` as the distributed passes. The result is the same rows: the same components (smallest
-id), the same keep order (Spark's: nulls last, NaN above every number, strings by their UTF-8 bytes) and
-the same float32 estimates, compared with the threshold in double precision as Spark does.
+edges and `DRIVER_MAX_NODES` nodes the passes run here on Arrow and numpy: one job fetches the graph's nodes
+(signature and keep attributes), and with `verify: exact` one more per pass measures the near-threshold pairs
+through the same `with_exact_jaccard` as the distributed passes. The result is the same rows: the same
+components (smallest id), the same keep order (Spark's: nulls last, NaN above every number, strings by their
+UTF-8 bytes) and the same float32 estimates, compared with the threshold in double precision as Spark does.
 """
 
 from __future__ import annotations
