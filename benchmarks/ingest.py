@@ -23,20 +23,23 @@ issue [5/7]. The machine may be shared: compare ratios within one run.
 
     python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
 
-Last run (2026-12-05, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000`, 813 pages x 4 = 3,252
-records, after the Spark class archive): CPU ms per record, local runner 2.30 cold / 2.21 warm, Spark
-local[2] 4.22 cold / 2.76 warm, resiliparse-only floor 1.44; Spark/local 1.84x cold, 1.24x warm; local/floor
-0.62x cold, 0.65x warm; curate whole command 2.80 ms vs datatrove 18.34 ms per record: 6.6x. (The run before
-the archive: local 2.40 / 2.19, Spark 4.44 / 2.49, 6.3x; warm Spark figures move by +-10% between runs.)
-The same command before this round (same machine, idle): local 3.27 / 2.61, Spark 5.44 / 2.88, floor 1.42, Spark/local 1.67x, local/floor 0.44x,
+Runs on 2026-12-05, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
+records). The latest two, after the preloading worker daemon and 32-bit language-id walk: CPU ms per record,
+local runner 2.56 / 2.39 cold, 2.24 / 2.21 warm; Spark local[2] 4.25 / 4.26 cold, 2.76 / 2.79 warm; floor
+1.43 / 1.41; Spark/local 1.66x / 1.78x cold, 1.23x / 1.26x warm; local/floor 0.56x / 0.59x cold, 0.64x warm;
+curate whole command 3.00 ms vs datatrove 18.26 ms per record: 6.1x. The previous session's last run: local
+2.30 / 2.21, Spark 4.22 / 2.76, 6.6x: the same within the run-to-run spread (about +-10%, more for cold).
+Before that round: local 3.27 / 2.61, Spark 5.44 / 2.88, floor 1.42, Spark/local 1.67x, local/floor 0.44x,
 whole command 4.20 ms, 4.6x datatrove. With `--records 12000` (12,195 records), where the one-off costs
 weigh less: Spark/local 1.29x cold, 1.07x warm; local/floor 0.62x; Spark wall 0.72x the local runner's.
-Where the rest goes: the extraction child (resiliparse parse 0.34 ms, main-content pass 0.73 ms, the math
-rewrite's selector query 0.15 ms per record) is by itself about the floor's whole cost; the worker adds
-warcio's header parsing and ISA-L inflate (~0.28 ms), language id (~0.23 ms per page with text), the
-pickled hand-off to the child and the Parquet write. Spark's cold excess is one-off: the JVM's first
-write (~4 s of JVM CPU cold vs ~1.5 s warm, persist + 4 jobs in `write_spark_output`) and, per Python
-worker, its first-touch page faults (~1 s of system time) and start.
+Where the rest goes (the CPU of the worker and of its extraction child, read apart from /proc, and py-spy):
+the extraction child alone costs 1.50-1.54 ms per record, more than the whole floor (1.41-1.43 ms): its
+resiliparse parse and main-content pass are ~40% of all samples, the math rewrite's candidate query ~6%.
+The worker adds 0.74 ms warm, 0.90-0.96 ms cold: language id ~0.27 ms per page with text (the batched
+automaton walk and np.unique's sort), warcio's header parsing and ISA-L inflate (~0.12 ms of inflate
+alone), the pickled hand-off to the child, the URL step and the Parquet write. Spark's cold excess is
+one-off: the JVM's first write (~4 s of JVM CPU cold vs ~1.5 s warm, persist + 4 jobs in
+`write_spark_output`) and each Python worker's start and first-touch page faults.
 """
 
 from __future__ import annotations
