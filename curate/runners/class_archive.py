@@ -48,7 +48,8 @@ def archive_path() -> Path | None:
     jars = Path(pyspark.__file__).parent / "jars"
     # The JVM checks the classpath and each jar's size and mtime against the archive: a reinstalled pyspark
     # (a new venv, another checkout) must name a new archive, not find one the JVM will refuse.
-    listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in jars.iterdir()) if jars.is_dir() else []
+    entries = [(entry.name, entry.stat()) for entry in jars.iterdir()] if jars.is_dir() else []
+    listing = sorted((name, status.st_size, status.st_mtime_ns) for name, status in entries)
     identity = (str(java), stat.st_size, stat.st_mtime_ns, pyspark.__version__, str(jars), listing)
     key = hashlib.sha256(repr(identity).encode())
     return cache_root() / f"spark-classes-{key.hexdigest()[:16]}.jsa"

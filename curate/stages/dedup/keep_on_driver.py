@@ -23,7 +23,7 @@ from curate.stages.dedup.components import smallest_id_labels
 from curate.stages.dedup.config import DedupConfig
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 # Each node brings its signature (128 int64: ~1 KB of Arrow, viewed as is by numpy): 250 MB at this many.
 DRIVER_MAX_NODES = 250_000
@@ -90,8 +90,7 @@ def _kept_documents(members: pa.Table, keys: list[tuple[str, bool]]) -> pa.Table
     )
     kept = kept.join(earliest, "cluster_id", join_type="left outer")
     kept = kept.append_column("kept_doc_id", pc.coalesce(kept.column("earliest"), kept.column("kept")))
-    ranked = ordered.select(["doc_id", "cluster_id"]).join(kept.select(["cluster_id", "kept_doc_id"]), "cluster_id")
-    return ranked
+    return ordered.select(["doc_id", "cluster_id"]).join(kept.select(["cluster_id", "kept_doc_id"]), "cluster_id")
 
 
 def assign_stars_on_driver(
@@ -152,7 +151,7 @@ def assign_stars_on_driver(
     return frame, stats
 
 
-def _verified(spark, scored: pa.Table, texts: DataFrame, config: DedupConfig) -> pa.Table:  # type: ignore[no-untyped-def]
+def _verified(spark: SparkSession, scored: pa.Table, texts: DataFrame, config: DedupConfig) -> pa.Table:
     """`scored` with the exact Jaccard where the estimate is near the threshold (the distributed passes' own
     `with_exact_jaccard`, on Spark: the texts stay on the executors)."""
     pairs = spark.createDataFrame(scored, schema="doc_id string, kept_doc_id string, jaccard float")
