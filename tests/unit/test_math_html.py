@@ -78,6 +78,26 @@ def test_mathjax3_containers() -> None:
     assert "$$\\vec{F} = m\\vec{a}$$" in lines_of(raw)
 
 
+def test_one_query_finds_formulas_and_loaders_wherever_they_sit() -> None:
+    # A container directly under <body>, outside any paragraph.
+    direct = (
+        "<html><body><p>" + FILLER + "</p><mjx-container jax='CHTML'><math><mi>q</mi></math></mjx-container>"
+        "<p>" + FILLER + "</p></body></html>"
+    )
+    assert "$q$" in extract_main_text(direct).text
+    # A MathJax config in <head> that does not load AsciiMath leaves backticks alone, and is no formula.
+    config = "<script type='text/x-mathjax-config'>MathJax.Hub.Config({tex2jax: {}});</script>"
+    html = f"<html><head>{config}</head><body><p>Run `ls -l` now. {FILLER}</p></body></html>"
+    extracted = extract_main_text(html)
+    assert "Run `ls -l` now." in extracted.text and not extracted.has_math_markup
+    # One that does load it turns backticks into TeX, and a math script in <head> is not page text.
+    loads = "<script type='text/x-mathjax-config'>MathJax.Hub.Config({extensions: ['asciimath2jax.js']});</script>"
+    head_formula = "<script type='math/tex'>h_{ead}</script>"
+    html = f"<html><head>{loads}{head_formula}</head><body><p>Area `a^2` here. {FILLER}</p></body></html>"
+    text = extract_main_text(html).text
+    assert "Area $a^2$ here." in text and "h_{ead}" not in text
+
+
 def test_katex_inline_and_display_use_the_annotation() -> None:
     def katex(tex: str, glyphs: str) -> str:
         return (
