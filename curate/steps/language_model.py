@@ -83,20 +83,35 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
         features = self._out[self._states(b"".join(encoded), np.repeat(ends, lengths))]
         positions = np.flatnonzero(features >= 0)
         documents = np.searchsorted(ends, positions, side="right")
-        keys = documents * len(self._out) + features[positions]
-        unique, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        offsets = positions - (ends - lengths)[documents]
+        feature_bits = max(1, len(self.nb_ptc) - 1).bit_length()
+        offset_bits = max(1, int(lengths.max(initial=1)).bit_length())
+        if len(encoded).bit_length() + feature_bits + offset_bits > 63:
+            raise ValueError("a batch too large to pack its feature keys into 63 bits: classify fewer texts at once")
         # py3langid sums a page's features in order of first occurrence: the same order gives the same floats.
-        order = np.argsort(first, kind="stable")
-        unique, counts = unique[order], counts[order].astype(np.float32)
-        bounds = np.searchsorted(unique // len(self._out), np.arange(len(encoded) + 1))
+        # Packed as (document, feature, offset) in one integer, a plain sort (SIMD, 10x a stable argsort) puts
+        # each feature's first offset first; packed again as (document, first offset, feature), the next
+        # sort gives the order of first occurrence, with no ties (one feature per offset).
+        packed = (documents << feature_bits | features[positions]) << offset_bits | offsets
+        packed.sort()
+        keys = packed >> offset_bits
+        heads = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        counts = np.diff(np.append(heads, len(keys)))
+        firsts = packed[heads] & ((1 << offset_bits) - 1)
+        keys = keys[heads]
+        feature_mask = (1 << feature_bits) - 1
+        ordered = ((keys >> feature_bits) << offset_bits | firsts) << feature_bits | (keys & feature_mask)
+        order = np.argsort(ordered)
+        keys, counts_of = keys[order], counts[order].astype(np.float32)
+        bounds = np.searchsorted(keys >> feature_bits, np.arange(len(encoded) + 1))
         scores = []
         for index, text in enumerate(encoded):
             start, stop = bounds[index], bounds[index + 1]
             if start == stop:  # no feature at all: py3langid's own (uniform) answer
                 scores.append(super()._raw_score(text))
                 continue
-            features_of_text = unique[start:stop] % len(self._out)
-            scores.append(np.log1p(counts[start:stop]) @ self.nb_ptc[features_of_text] + self.nb_pc)
+            features_of_text = keys[start:stop] & feature_mask
+            scores.append(np.log1p(counts_of[start:stop]) @ self.nb_ptc[features_of_text] + self.nb_pc)
         return scores
 
     def _states(self, data_bytes: bytes, window_end: np.ndarray) -> np.ndarray:
