@@ -10,7 +10,8 @@ record, the whole job). Here the function runs in a child Python process that th
   costs that record a `<kind>_crash` drop, and the next record starts a fresh child;
 - a record with no result by the deadline costs a `<kind>_timeout` drop: the child is killed and replaced.
 
-Messages are length-prefixed pickles over the child's stdin/stdout. A new child first reports whether it could
+Messages are length-prefixed pickles over the child's stdin/stdout; a request's bytes arguments (the page)
+follow its pickle as raw out-of-band buffers, so neither side copies them into or out of a pickle. A new child first reports whether it could
 load the function: one that cannot (an import error, a memory cap too small to start Python) is the job's
 error (`CurateError`), never a drop of every record. The child is started with
 `sys.executable -m curate.runners.guard` (never `fork`: the parent may be a JVM-connected driver with threads),
@@ -33,7 +34,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: pipes keep their default size
+    fcntl = None  # type: ignore[assignment]
+
 _HEADER = struct.Struct("!Q")
+_REQUEST = struct.Struct("!QQ")  # pickle size, number of out-of-band buffers (each size then follows as one Q)
+# Bytes arguments at least this large travel beside the pickle rather than inside it.
+_OUT_OF_BAND_BYTES = 4096
+# Pipes this large take a whole page in one write, instead of a wake-up of the child per 64 KiB (Linux).
+_PIPE_BYTES = 2**20
 _OK, _ERROR, _OUT_OF_MEMORY = 0, 1, 2
 
 
@@ -62,10 +73,20 @@ class RecordGuard:
 
     def call(self, *args: Any) -> Any:
         child = self._running_child()
-        message = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        buffers: list[pickle.PickleBuffer] = []
+        message = pickle.dumps(
+            tuple(pickle.PickleBuffer(a) if isinstance(a, bytes) and len(a) >= _OUT_OF_BAND_BYTES else a for a in args),
+            protocol=5,
+            buffer_callback=buffers.append,
+        )
+        sizes = [buffer.raw().nbytes for buffer in buffers]
         try:
             assert child.stdin is not None
-            child.stdin.write(_HEADER.pack(len(message)) + message)
+            child.stdin.write(
+                _REQUEST.pack(len(message), len(sizes)) + struct.pack(f"!{len(sizes)}Q", *sizes) + message
+            )
+            for buffer in buffers:
+                child.stdin.write(buffer.raw())
             child.stdin.flush()
         except (BrokenPipeError, OSError):
             return self._lost(child, "died before the record was sent")
@@ -116,6 +137,8 @@ class RecordGuard:
                 stderr=subprocess.DEVNULL,
                 env=env,
             )
+            for pipe in (child.stdin, child.stdout):
+                _enlarge(pipe)
             self._await_ready(child)
             self._child = child
         return self._child
@@ -179,6 +202,13 @@ def _read_exactly(stream: IO[bytes], size: int, deadline: float) -> bytes | None
     return b"".join(chunks)
 
 
+def _enlarge(pipe: IO[bytes] | None) -> None:
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if pipe is not None and set_size is not None:
+        with contextlib.suppress(OSError):  # over the system's pipe-max-size: the default size still works
+            fcntl.fcntl(pipe.fileno(), set_size, _PIPE_BYTES)
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -211,11 +241,13 @@ def _serve(target: str, memory_mb: int) -> None:
     sink.write(_message((_OK, None)))
     sink.flush()
     while True:
-        header = source.read(_HEADER.size)
-        if len(header) < _HEADER.size:
+        header = source.read(_REQUEST.size)
+        if len(header) < _REQUEST.size:
             return  # the worker closed the pipe: its task is over
-        (size,) = _HEADER.unpack(header)
-        args = pickle.loads(source.read(size))
+        size, count = _REQUEST.unpack(header)
+        sizes = struct.unpack(f"!{count}Q", source.read(8 * count))
+        body = source.read(size)
+        args = pickle.loads(body, buffers=[source.read(n) for n in sizes])
         try:
             reply = _message((_OK, function(*args)))
         except MemoryError as exc:

@@ -28,7 +28,9 @@ def guard():
 
 
 def test_normal_records_give_the_in_process_result(guard: RecordGuard) -> None:
-    values = [None, 0, "text", b"\x00bytes", {"nested": [1.5, None]}, "x" * 3_000_000]
+    # Bytes of 4 KiB and more travel beside the pickle: at, below and far above that size.
+    big = [b"\x00\xff" * 2048, b"p" * 4095, bytes(range(256)) * 12_000]
+    values = [None, 0, "text", b"\x00bytes", {"nested": [1.5, None]}, "x" * 3_000_000, *big]
     assert [guard.call("return", v) for v in values] == [behave("return", v) for v in values]
     assert guard.restarts == 0
 
