@@ -56,13 +56,18 @@ def test_local_python_workers_fork_from_a_daemon_that_preloaded_the_steps(spark)
         with open(f"/proc/{os.getppid()}/cmdline", "rb") as cmdline:
             parent = cmdline.read().split(b"\0")
         threads = len(os.listdir("/proc/self/task"))
-        yield (b" ".join(parent).decode(), "curate.steps.extract" in sys.modules, threads)
+        import pyspark
+
+        zips = [entry for entry in sys.path if entry.endswith(".zip") and os.path.exists(entry)]
+        yield (b" ".join(parent).decode(), "curate.steps.extract" in sys.modules, threads, pyspark.__file__, zips)
 
     views = spark.sparkContext.parallelize(range(4), 2).mapPartitions(worker_view).collect()
     assert views, "no worker reported"
-    for parent, preloaded, threads in views:
+    for parent, preloaded, threads, pyspark_file, zips in views:
         assert "curate.runners.spark_daemon" in parent
         # The task itself never imported the extraction step: the daemon did, before forking.
         assert preloaded
         # Forked from one thread, no BLAS pool started: the worker's threads are pyspark's own few.
         assert threads <= 4, threads
+        # pyspark from the installed package (compiled once, cached), not from Spark's zip of the same files.
+        assert ".zip" not in pyspark_file and not zips, (pyspark_file, zips)
