@@ -23,23 +23,24 @@ issue [5/7]. The machine may be shared: compare ratios within one run.
 
     python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
 
-Runs on 2026-12-05, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
-records). The latest two, after the preloading worker daemon and 32-bit language-id walk: CPU ms per record,
-local runner 2.56 / 2.39 cold, 2.24 / 2.21 warm; Spark local[2] 4.25 / 4.26 cold, 2.76 / 2.79 warm; floor
-1.43 / 1.41; Spark/local 1.66x / 1.78x cold, 1.23x / 1.26x warm; local/floor 0.56x / 0.59x cold, 0.64x warm;
-curate whole command 3.00 ms vs datatrove 18.26 ms per record: 6.1x. The previous session's last run: local
-2.30 / 2.21, Spark 4.22 / 2.76, 6.6x: the same within the run-to-run spread (about +-10%, more for cold).
-Before that round: local 3.27 / 2.61, Spark 5.44 / 2.88, floor 1.42, Spark/local 1.67x, local/floor 0.44x,
-whole command 4.20 ms, 4.6x datatrove. With `--records 12000` (12,195 records), where the one-off costs
+Runs on 2026-12-05/06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
+records), CPU ms per record. The latest two, after the one-query math rewrite, the sort-based language-id
+counts and raw page buffers through the extraction guard (the second also with the installed pyspark in
+local workers): local
+runner 2.44 / 2.27 cold, 2.20 / 2.25 warm; Spark local[2] 4.38 / 4.02 cold, 2.62 / 2.63 warm; floor
+1.46 / 1.47; Spark/local 1.79x / 1.77x cold, 1.19x / 1.17x warm; local/floor 0.60x / 0.65x cold, 0.67x /
+0.65x warm; curate whole command 2.76 / 2.78 ms vs datatrove 19.11 / 19.19 ms: 6.9x. The session before:
+local 2.56 / 2.39 cold, 2.24 / 2.21 warm; Spark 4.25 / 4.26 cold, 2.76 / 2.79 warm; 6.1x. Run to run the
+figures move about +-10%, more for cold. Before that round: local 3.27 / 2.61, Spark 5.44 / 2.88, floor
+1.42, 4.6x datatrove. With `--records 12000` (12,195 records, an earlier round), where the one-off costs
 weigh less: Spark/local 1.29x cold, 1.07x warm; local/floor 0.62x; Spark wall 0.72x the local runner's.
-Where the rest goes (the CPU of the worker and of its extraction child, read apart from /proc, and py-spy):
-the extraction child alone costs 1.50-1.54 ms per record, more than the whole floor (1.41-1.43 ms): its
-resiliparse parse and main-content pass are ~40% of all samples, the math rewrite's candidate query ~6%.
-The worker adds 0.74 ms warm, 0.90-0.96 ms cold: language id ~0.27 ms per page with text (the batched
-automaton walk and np.unique's sort), warcio's header parsing and ISA-L inflate (~0.12 ms of inflate
-alone), the pickled hand-off to the child, the URL step and the Parquet write. Spark's cold excess is
-one-off: the JVM's first write (~4 s of JVM CPU cold vs ~1.5 s warm, persist + 4 jobs in
-`write_spark_output`) and each Python worker's start and first-touch page faults.
+Where the rest goes: extraction alone (in-process, best of 3 per page) costs 1.34 ms a page against the
+floor's 1.19 ms for the parse and main-content pass; resiliparse's parse (0.35 ms) and main-content pass
+(0.75 ms) are most of it, our decode 0.05 ms (the floor's 0.14), the math rewrite 0.11 ms on a page without
+formulas (its one DOM query) and 10-15 ms on the Wikipedia/MathML pages with 200 formulas. The guard's
+hand-off adds ~0.09 ms. The worker adds language id (0.23 ms), WARC reading (~0.18 ms, 0.1 ms of it ISA-L
+inflate), the Parquet write and accounting. Spark's cold excess is one-off: the JVM's first jobs (~0.8 ms
+per record of JVM CPU cold vs ~0.35 warm) and each Python worker's first touch of its memory.
 """
 
 from __future__ import annotations
