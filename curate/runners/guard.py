@@ -245,9 +245,14 @@ def _serve(target: str, memory_mb: int) -> None:
         if len(header) < _REQUEST.size:
             return  # the worker closed the pipe: its task is over
         size, count = _REQUEST.unpack(header)
-        sizes = struct.unpack(f"!{count}Q", source.read(8 * count))
-        body = source.read(size)
-        args = pickle.loads(body, buffers=[source.read(n) for n in sizes])
+        packed_sizes = source.read(8 * count)
+        if len(packed_sizes) < 8 * count:
+            return  # the worker went away mid-request
+        sizes = (size, *struct.unpack(f"!{count}Q", packed_sizes))
+        parts = [source.read(n) for n in sizes]
+        if any(len(part) < n for part, n in zip(parts, sizes, strict=True)):
+            return
+        args = pickle.loads(parts[0], buffers=parts[1:])
         try:
             reply = _message((_OK, function(*args)))
         except MemoryError as exc:

@@ -109,3 +109,33 @@ def test_a_child_that_cannot_start_is_the_jobs_error_not_a_drop(target: str, mem
     guard = RecordGuard(target, kind="extract", timeout_s=5.0, memory_mb=memory_mb)
     with pytest.raises(CurateError, match=message):
         guard.call("return", 1)
+
+
+@pytest.mark.parametrize("cut", ["in the sizes", "in the pickle", "in the page"])
+def test_a_child_whose_worker_goes_away_mid_request_exits_quietly(cut: str) -> None:
+    import os
+    import pickle
+    import struct
+    import subprocess
+    import sys
+
+    page = b"<p>" * 5000
+    buffers: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(("return", pickle.PickleBuffer(page)), protocol=5, buffer_callback=buffers.append)
+    request = struct.pack("!QQ", len(body), 1) + struct.pack("!Q", len(page)) + body + page
+    stop = {"in the sizes": 20, "in the pickle": 24 + len(body) // 2, "in the page": len(request) - 100}[cut]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "curate.runners.guard", TARGET, "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    stdout, stderr = child.communicate(request[:stop], timeout=30)
+    assert child.returncode == 0, stderr.decode(errors="replace")
+    assert stderr == b""
+    # Its ready message, and no reply to the half-sent record.
+    (ready_size,) = struct.unpack("!Q", stdout[:8])
+    assert len(stdout) == 8 + ready_size
+    assert pickle.loads(stdout[8:]) == (0, None)
