@@ -309,9 +309,45 @@ def test_star_passes_on_the_driver_equal_the_distributed_passes(spark, staged, v
     results = {}
     for path, limit in (("driver", 1_000_000), ("distributed", 0)):
         duplicates, stats = find_duplicates(
-            signatures, keep_attributes(documents, config), config, previous, texts=texts, driver_max_edges=limit
+            signatures,
+            keep_attributes(documents, config),
+            config,
+            previous,
+            texts=texts,
+            driver_max_edges=limit,
+            driver_max_nodes=limit,
         )
         results[path] = (sorted(tuple(row) for row in duplicates.collect()), {**stats, "rounds": 0})
     assert results["driver"] == results["distributed"]
     rows = results["driver"][0]
     assert len(rows) >= 30 and len({row[2] for row in rows}) >= 10
+
+
+@pytest.mark.parametrize("max_bucket_size", [2, 64], ids=["star buckets", "all pairs"])
+@pytest.mark.parametrize("with_earlier", [False, True], ids=["one crawl", "against an earlier crawl"])
+def test_candidates_on_the_driver_equal_the_distributed_banding(
+    spark, staged, with_earlier: bool, max_bucket_size: int
+) -> None:
+    from pyspark.sql import functions as F
+
+    from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs
+    from curate.stages.dedup.candidates_on_driver import fetch_nodes, scored_candidates
+    from curate.stages.dedup.signatures import compute_signatures
+
+    _, source = staged
+    config = DedupConfig(max_bucket_size=max_bucket_size)
+    signatures = compute_signatures(spark.read.parquet(source), config.minhash).localCheckpoint()
+    nodes = signatures.select("doc_id", "minhash", "n_shingles", F.lit(True).alias("is_new"))
+    if with_earlier:
+        earlier = F.abs(F.hash("doc_id", F.lit("earlier"))) % 3 == 0
+        nodes = nodes.where(~earlier).unionByName(nodes.where(earlier).withColumn("is_new", F.lit(False)))
+    bands, rows = config.minhash.bands_rows
+    distributed = verify_pairs(candidate_pairs(band_hashes(nodes, bands, rows), max_bucket_size), nodes, None)
+    expected = sorted(tuple(row) for row in distributed.collect())
+    fetched = fetch_nodes(nodes)
+    assert fetched is not None
+    on_driver = scored_candidates(fetched, bands, rows, max_bucket_size).to_pylist()
+    assert sorted(tuple(row.values()) for row in on_driver) == expected
+    assert len(expected) >= 50
+    # Over the node bound, the driver declines and the distributed banding runs.
+    assert fetch_nodes(nodes, max_nodes=10) is None
