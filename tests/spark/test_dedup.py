@@ -315,7 +315,7 @@ def test_star_passes_on_the_driver_equal_the_distributed_passes(spark, staged, v
             previous,
             texts=texts,
             driver_max_edges=limit,
-            driver_max_nodes=limit,
+            driver_max_documents=limit,
         )
         results[path] = (sorted(tuple(row) for row in duplicates.collect()), {**stats, "rounds": 0})
     assert results["driver"] == results["distributed"]

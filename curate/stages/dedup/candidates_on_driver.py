@@ -2,7 +2,7 @@
 
 On Spark, banding, the bucket grouping, the pair expansion and the two signature joins of `verify_pairs` are
 a dozen jobs; on 6,720 documents they cost about 2.5 s of a 12 s cold stage, almost all of it job overhead.
-Up to `DRIVER_MAX_NODES` documents, one job fetches (doc_id, is_new, minhash) and numpy does the rest. The
+Up to `DRIVER_MAX_DOCUMENTS` documents, one job fetches (doc_id, is_new, minhash) and numpy does the rest. The
 result is the same rows as `verify_pairs(candidate_pairs(band_hashes(...)))`:
 
 - a bucket is the band's values themselves (Spark names it by their xxhash64; two slices sharing a hash would
@@ -21,15 +21,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.stages.dedup.keep_on_driver import DRIVER_MAX_NODES
-
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+# Each document brings its signature (128 int64: ~1 KB), through the driver JVM and then in numpy: ~100 MB
+# at this many, within a 1 GB driver. The whole corpus comes here, not only a graph's nodes, so the bound is
+# lower than `keep_on_driver.DRIVER_MAX_NODES`.
+DRIVER_MAX_DOCUMENTS = 100_000
 
 SCORED = pa.schema([("a", pa.string()), ("b", pa.string()), ("jaccard", pa.float32())])
 
 
-def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_NODES) -> pa.Table | None:
+def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_DOCUMENTS) -> pa.Table | None:
     """(doc_id, is_new, minhash) of the documents with shingles, or None when there are over `max_nodes`."""
     from pyspark.sql import functions as F
 

@@ -13,11 +13,10 @@ from curate.io import fs
 from curate.manifest import read_manifest
 from curate.schema import DUPLICATES
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
-from curate.stages.dedup.candidates_on_driver import fetch_nodes, scored_candidates
+from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, fetch_nodes, scored_candidates
 from curate.stages.dedup.components import DRIVER_MAX_EDGES, cut_lineage
 from curate.stages.dedup.config import DedupConfig
 from curate.stages.dedup.keep import assign_stars, conform_frame, keep_attributes, mark_duplicates
-from curate.stages.dedup.keep_on_driver import DRIVER_MAX_NODES
 from curate.stages.dedup.signatures import compute_signatures, read_previous_signatures
 from curate.stages.registry import DUPLICATES_DIR, SIGNATURES_DIR
 from curate.steps.minhash import MinHashStep
@@ -61,7 +60,7 @@ def find_duplicates(
     texts: DataFrame | None = None,
     *,
     driver_max_edges: int = DRIVER_MAX_EDGES,
-    driver_max_nodes: int = DRIVER_MAX_NODES,
+    driver_max_documents: int = DRIVER_MAX_DOCUMENTS,
 ) -> tuple[DataFrame, dict[str, int]]:
     """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
 
@@ -70,7 +69,7 @@ def find_duplicates(
 
     `signatures` should be materialised (read from Parquet or persisted): it is read several times.
     `timings` (if given) receives the seconds spent materialising candidates and components. Up to
-    `driver_max_nodes` documents with shingles are banded and scored on the driver (`candidates_on_driver`),
+    `driver_max_documents` documents with shingles are banded and scored on the driver (`candidates_on_driver`),
     and graphs of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
     """
     from pyspark.sql import Window
@@ -91,7 +90,7 @@ def find_duplicates(
 
     # Candidates are scored once and materialised; the threshold is a filter on the stored scores.
     with _timed(timings, "candidates"):
-        fetched = fetch_nodes(nodes_all, driver_max_nodes)
+        fetched = fetch_nodes(nodes_all, driver_max_documents)
         if fetched is not None:
             scored = nodes_all.sparkSession.createDataFrame(
                 scored_candidates(fetched, bands, rows, config.max_bucket_size),
