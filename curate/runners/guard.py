@@ -11,11 +11,11 @@ record, the whole job). Here the function runs in a child Python process that th
 - a record with no result by the deadline costs a `<kind>_timeout` drop: the child is killed and replaced.
 
 Messages are length-prefixed pickles over the child's stdin/stdout; a request's bytes arguments (the page)
-follow its pickle as raw out-of-band buffers, so neither side copies them into or out of a pickle. A new child first reports whether it could
-load the function: one that cannot (an import error, a memory cap too small to start Python) is the job's
-error (`CurateError`), never a drop of every record. The child is started with
-`sys.executable -m curate.runners.guard` (never `fork`: the parent may be a JVM-connected driver with threads),
-and exits when its stdin closes, so it never outlives its worker.
+follow its pickle as raw out-of-band buffers, so neither side copies them into or out of a pickle. A new
+child first reports whether it could load the function: one that cannot (an import error, a memory cap too
+small to start Python) is the job's error (`CurateError`), never a drop of every record. The child is
+started with `sys.executable -m curate.runners.guard` (never `fork`: the parent may be a JVM-connected driver
+with threads), and exits when its stdin closes, so it never outlives its worker.
 """
 
 from __future__ import annotations

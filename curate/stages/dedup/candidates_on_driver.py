@@ -40,6 +40,19 @@ def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_DOCUMENTS) -> pa.T
     return None if table.num_rows > max_nodes else table
 
 
+def scored_on_driver(
+    nodes: DataFrame, bands: int, rows: int, max_bucket_size: int, max_documents: int = DRIVER_MAX_DOCUMENTS
+) -> DataFrame | None:
+    """The scored candidate pairs (a, b, jaccard) of `nodes` as a DataFrame, or None over `max_documents`."""
+    from curate.schema import spark_schema
+
+    fetched = fetch_nodes(nodes, max_documents)
+    if fetched is None:
+        return None
+    scored = scored_candidates(fetched, bands, rows, max_bucket_size)
+    return nodes.sparkSession.createDataFrame(scored, schema=spark_schema(SCORED))
+
+
 def scored_candidates(nodes: pa.Table, bands: int, rows: int, max_bucket_size: int) -> pa.Table:
     """(a, b, jaccard) for every candidate pair of `nodes` (see the module docstring), a before b."""
     if nodes.num_rows < 2:

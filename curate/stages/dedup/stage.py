@@ -13,7 +13,7 @@ from curate.io import fs
 from curate.manifest import read_manifest
 from curate.schema import DUPLICATES
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
-from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, fetch_nodes, scored_candidates
+from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, scored_on_driver
 from curate.stages.dedup.components import DRIVER_MAX_EDGES, cut_lineage
 from curate.stages.dedup.config import DedupConfig
 from curate.stages.dedup.keep import assign_stars, conform_frame, keep_attributes, mark_duplicates
@@ -90,13 +90,8 @@ def find_duplicates(
 
     # Candidates are scored once and materialised; the threshold is a filter on the stored scores.
     with _timed(timings, "candidates"):
-        fetched = fetch_nodes(nodes_all, driver_max_documents)
-        if fetched is not None:
-            scored = nodes_all.sparkSession.createDataFrame(
-                scored_candidates(fetched, bands, rows, config.max_bucket_size),
-                schema="a string, b string, jaccard float",
-            )
-        else:
+        scored = scored_on_driver(nodes_all, bands, rows, config.max_bucket_size, driver_max_documents)
+        if scored is None:
             candidates = candidate_pairs(band_hashes(nodes_all, bands, rows), config.max_bucket_size)
             scored = verify_pairs(candidates, nodes_all, None)
         if config.verify == "exact" and texts is not None:
