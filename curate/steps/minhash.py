@@ -25,6 +25,7 @@ fmix32, then `a * h + b mod 2^32`), applied in uint32 over chunks of shingles.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
@@ -374,8 +375,13 @@ def exact_jaccard(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.Chunked
     Exact over the 32-bit shingle hashes, the same ones the signatures are built from; a hash collision
     inside one pair's union (about n^2 / 2^33 for n shingles) moves the result by 1 / |union|.
     """
+    return set_jaccard(shingle_sets(left, ngram), shingle_sets(right, ngram))
+
+
+def set_jaccard(left: Sequence[np.ndarray], right: Sequence[np.ndarray]) -> np.ndarray:
+    """Jaccard of the sorted distinct hash sets `left[i]` and `right[i]` (as from `shingle_sets`), as float32."""
     out = np.empty(len(left), dtype=np.float32)
-    for i, (a, b) in enumerate(zip(shingle_sets(left, ngram), shingle_sets(right, ngram), strict=True)):
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
         union = len(a) + len(b)
         common = len(np.intersect1d(a, b, assume_unique=True)) if union else 0
         out[i] = common / (union - common) if union else 1.0

@@ -281,7 +281,7 @@ def test_exact_verification_measures_the_shingle_sets(spark, staged, corpus: Pla
 
 @pytest.mark.parametrize("with_earlier", [False, True], ids=["one crawl", "against an earlier crawl"])
 @pytest.mark.parametrize("verify", ["exact", "signature"])
-def test_star_passes_on_the_driver_equal_the_distributed_passes(spark, staged, verify: str, with_earlier: bool) -> None:
+def test_star_passes_and_exact_jaccard_on_the_driver_equal_the_distributed_passes(spark, staged, verify: str, with_earlier: bool) -> None:
     from pyspark.sql import functions as F
 
     from curate.stages.dedup.keep import keep_attributes
@@ -307,7 +307,8 @@ def test_star_passes_on_the_driver_equal_the_distributed_passes(spark, staged, v
         documents = documents.join(signatures.select("doc_id"), "doc_id", "left_semi")
     texts = documents.select("doc_id", "text")
     results = {}
-    for path, limit in (("driver", 1_000_000), ("distributed", 0)):
+    paths = {"driver": (1_000_000, 10**9), "driver, texts too large": (1_000_000, 1000), "distributed": (0, 0)}
+    for path, (limit, text_bytes) in paths.items():
         duplicates, stats = find_duplicates(
             signatures,
             keep_attributes(documents, config),
@@ -316,9 +317,10 @@ def test_star_passes_on_the_driver_equal_the_distributed_passes(spark, staged, v
             texts=texts,
             driver_max_edges=limit,
             driver_max_documents=limit,
+            driver_max_text_bytes=text_bytes,
         )
         results[path] = (sorted(tuple(row) for row in duplicates.collect()), {**stats, "rounds": 0})
-    assert results["driver"] == results["distributed"]
+    assert results["driver"] == results["distributed"] == results["driver, texts too large"]
     rows = results["driver"][0]
     assert len(rows) >= 30 and len({row[2] for row in rows}) >= 10
 
@@ -351,3 +353,42 @@ def test_candidates_on_the_driver_equal_the_distributed_banding(
     assert len(expected) >= 50
     # Over the node bound, the driver declines and the distributed banding runs.
     assert fetch_nodes(nodes, max_nodes=10) is None
+
+
+def test_exact_jaccard_on_the_driver_equals_the_spark_measurement(spark, staged) -> None:
+    from curate.stages.dedup.candidates import with_exact_jaccard
+    from curate.stages.dedup.exact_on_driver import DriverTexts
+
+    _, source = staged
+    documents = spark.read.parquet(source)
+    texts = documents.select("doc_id", "text").unionByName(
+        spark.createDataFrame([("null-text", None)], "doc_id string, text string")
+    )
+    ids = sorted(row.doc_id for row in documents.select("doc_id").collect())
+    rng = np.random.default_rng(7)
+    # Real documents paired at random and with themselves, and pairs with a document the texts lack (as an
+    # earlier crawl's) or whose text is null; estimates all over, and at the margin's two edges in float32.
+    left = [*rng.choice(ids, 300), *ids[:20], ids[4], ids[6], "not-in-texts", ids[0], "null-text", ids[1]]
+    right = [*rng.choice(ids, 300), *ids[:20], ids[5], ids[7], ids[2], "not-in-texts", ids[3], "null-text"]
+    estimate = np.concatenate([rng.uniform(0.3, 1.0, 320), [0.55, 0.85], [0.7, 0.75, 0.7, 0.6]]).astype(np.float32)
+    pairs = pa.table({"doc_id": left, "kept_doc_id": right, "jaccard": pa.array(estimate, pa.float32())})
+
+    on_spark = with_exact_jaccard(
+        spark.createDataFrame(pairs, "doc_id string, kept_doc_id string, jaccard float"),
+        texts,
+        5,
+        "doc_id",
+        "kept_doc_id",
+        threshold=0.7,
+        margin=0.15,
+    ).collect()
+    driver_texts = DriverTexts.fetch(texts, pa.array(left + right), 5)
+    assert driver_texts is not None
+    on_driver = driver_texts.measured(pairs, "doc_id", "kept_doc_id", threshold=0.7, margin=0.15)
+
+    assert sorted(tuple(row) for row in on_spark) == sorted(tuple(row.values()) for row in on_driver.to_pylist())
+    measured = np.asarray(on_driver.column("jaccard")) != estimate
+    assert measured.sum() >= 100
+    # In float32, 0.55 lies just inside the margin and 0.85 just outside; a missing text keeps the estimate.
+    assert measured[-6:].tolist() == [True, False, False, False, False, False]
+    assert DriverTexts.fetch(texts, pa.array(left), 5, max_bytes=1000) is None

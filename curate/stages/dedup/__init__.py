@@ -1,6 +1,7 @@
 """Near-duplicate removal on Spark: MinHash signatures, LSH banding, verified pairs, connected components.
 
-The plan (each arrow is a shuffle, nothing is collected to the driver):
+The distributed plan (each arrow is a shuffle); up to the bounds of the `*_on_driver` modules, a small corpus's
+banding, exact verification and star passes run on the driver instead, with the same result:
 
     documents --mapInArrow(MinHashStep)--> signatures (written once, read back: the expensive part)
     signatures --explode bands--> (band, band hash, doc_id) --group--> buckets --> candidate pairs
@@ -24,8 +25,11 @@ One module per phase:
     config.py      DedupConfig: the `dedup:` section
     signatures.py  MinHash signatures (and those of earlier crawls)
     candidates.py  LSH banding, candidate pairs, estimated / exact Jaccard
-    components.py  connected components (large-star / small-star)
+    candidates_on_driver.py  the same banding and estimate for a small corpus, on the driver
+    exact_on_driver.py       the exact Jaccard against candidates' texts fetched to the driver
+    components.py  connected components (large-star / small-star, or on the driver)
     keep.py        the kept document per cluster, removals, drop reasons
+    keep_on_driver.py        the star passes of a small graph, on the driver
     stage.py       the phases together (`deduplicate`), and the stage `run_near_dedup`
 """
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 # Each document brings its signature (128 int64: ~1 KB), through the driver JVM and then in numpy: ~100 MB
 # at this many, within a 1 GB driver. The whole corpus comes here, not only a graph's nodes, so the bound is
@@ -42,15 +42,17 @@ def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_DOCUMENTS) -> pa.T
 
 def scored_on_driver(
     nodes: DataFrame, bands: int, rows: int, max_bucket_size: int, max_documents: int = DRIVER_MAX_DOCUMENTS
-) -> DataFrame | None:
-    """The scored candidate pairs (a, b, jaccard) of `nodes` as a DataFrame, or None over `max_documents`."""
+) -> pa.Table | None:
+    """The scored candidate pairs (a, b, jaccard) of `nodes`, or None over `max_documents`."""
+    fetched = fetch_nodes(nodes, max_documents)
+    return None if fetched is None else scored_candidates(fetched, bands, rows, max_bucket_size)
+
+
+def scored_frame(spark: SparkSession, scored: pa.Table) -> DataFrame:
+    """Scored pairs from the driver as a DataFrame."""
     from curate.schema import spark_schema
 
-    fetched = fetch_nodes(nodes, max_documents)
-    if fetched is None:
-        return None
-    scored = scored_candidates(fetched, bands, rows, max_bucket_size)
-    return nodes.sparkSession.createDataFrame(scored, schema=spark_schema(SCORED))
+    return spark.createDataFrame(scored, schema=spark_schema(SCORED))
 
 
 def scored_candidates(nodes: pa.Table, bands: int, rows: int, max_bucket_size: int) -> pa.Table:

@@ -8,14 +8,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pyarrow as pa
+
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import read_manifest
 from curate.schema import DUPLICATES
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
-from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, scored_on_driver
+from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, scored_frame, scored_on_driver
 from curate.stages.dedup.components import DRIVER_MAX_EDGES, cut_lineage
 from curate.stages.dedup.config import DedupConfig
+from curate.stages.dedup.exact_on_driver import DRIVER_MAX_TEXT_BYTES, DriverTexts
 from curate.stages.dedup.keep import assign_stars, conform_frame, keep_attributes, mark_duplicates
 from curate.stages.dedup.signatures import compute_signatures, read_previous_signatures
 from curate.stages.registry import DUPLICATES_DIR, SIGNATURES_DIR
@@ -61,6 +65,7 @@ def find_duplicates(
     *,
     driver_max_edges: int = DRIVER_MAX_EDGES,
     driver_max_documents: int = DRIVER_MAX_DOCUMENTS,
+    driver_max_text_bytes: int = DRIVER_MAX_TEXT_BYTES,
 ) -> tuple[DataFrame, dict[str, int]]:
     """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
 
@@ -70,7 +75,8 @@ def find_duplicates(
     `signatures` should be materialised (read from Parquet or persisted): it is read several times.
     `timings` (if given) receives the seconds spent materialising candidates and components. Up to
     `driver_max_documents` documents with shingles are banded and scored on the driver (`candidates_on_driver`),
-    and graphs of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
+    their candidates' texts, up to `driver_max_text_bytes`, are measured there (`exact_on_driver`), and graphs
+    of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -88,23 +94,48 @@ def find_duplicates(
     else:
         nodes_all = current
 
-    # Candidates are scored once and materialised; the threshold is a filter on the stored scores.
-    with _timed(timings, "candidates"):
-        scored = scored_on_driver(nodes_all, bands, rows, config.max_bucket_size, driver_max_documents)
-        if scored is None:
-            candidates = candidate_pairs(band_hashes(nodes_all, bands, rows), config.max_bucket_size)
-            scored = verify_pairs(candidates, nodes_all, None)
-        if config.verify == "exact" and texts is not None:
-            scored = with_exact_jaccard(
-                scored, texts, params.ngram, threshold=params.threshold, margin=config.exact_margin
-            )
-        scored = cut_lineage(scored)
+    exact_texts = texts if config.verify == "exact" else None
     threshold = config.edge_threshold
+    # Candidates are scored once and materialised (on the driver, or checkpointed on Spark); the threshold is a
+    # filter on the stored scores.
+    with _timed(timings, "candidates"):
+        on_driver = scored_on_driver(nodes_all, bands, rows, config.max_bucket_size, driver_max_documents)
+        driver_texts = None
+        if on_driver is not None and exact_texts is not None:
+            endpoints = pa.concat_arrays([on_driver.column(c).combine_chunks() for c in ("a", "b")])
+            driver_texts = DriverTexts.fetch(exact_texts, endpoints, params.ngram, driver_max_text_bytes)
+            if driver_texts is not None:
+                on_driver = driver_texts.measured(
+                    on_driver, "a", "b", threshold=params.threshold, margin=config.exact_margin
+                )
+        if on_driver is not None and (driver_texts is not None or exact_texts is None):
+            scored = scored_frame(nodes_all.sparkSession, on_driver)
+            jaccard = np.asarray(on_driver.column("jaccard"), dtype=np.float64)
+            counts = (len(jaccard), int(np.count_nonzero(jaccard >= threshold)))
+        else:
+            if on_driver is not None:
+                scored = scored_frame(nodes_all.sparkSession, on_driver)
+            else:
+                candidates = candidate_pairs(band_hashes(nodes_all, bands, rows), config.max_bucket_size)
+                scored = verify_pairs(candidates, nodes_all, None)
+            if exact_texts is not None:
+                scored = with_exact_jaccard(
+                    scored, exact_texts, params.ngram, threshold=params.threshold, margin=config.exact_margin
+                )
+            scored = cut_lineage(scored)
+            counts = None
     edges = scored.where(F.col("jaccard") >= F.lit(threshold))
     with _timed(timings, "components"):
         earlier_ids = None if previous is None else nodes_all.where(~F.col("is_new")).select("doc_id")
         removed, star_stats = assign_stars(
-            edges, nodes_all, attributes, config, earlier_ids, texts, driver_max_edges=driver_max_edges
+            edges,
+            nodes_all,
+            attributes,
+            config,
+            earlier_ids,
+            texts,
+            driver_max_edges=driver_max_edges,
+            driver_texts=driver_texts,
         )
     # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
     duplicates = removed.withColumn(
@@ -119,7 +150,8 @@ def find_duplicates(
                 F.lit(1.0).cast("float").alias("jaccard"),
             )
         )
-    counts = scored.agg(F.count("*"), F.count(F.when(F.col("jaccard") >= F.lit(threshold), 1))).collect()[0]
+    if counts is None:
+        counts = scored.agg(F.count("*"), F.count(F.when(F.col("jaccard") >= F.lit(threshold), 1))).collect()[0]
     stats = {"bands": bands, "rows": rows, "candidate_pairs": counts[0], "edges": counts[1], **star_stats}
     return conform_frame(duplicates, DUPLICATES), stats
 
