@@ -392,3 +392,33 @@ def test_exact_jaccard_on_the_driver_equals_the_spark_measurement(spark, staged)
     # In float32, 0.55 lies just inside the margin and 0.85 just outside; a missing text keeps the estimate.
     assert measured[-6:].tolist() == [True, False, False, False, False, False]
     assert DriverTexts.fetch(texts, pa.array(left), 5, max_bytes=1000) is None
+
+
+def test_outputs_written_on_the_driver_equal_the_spark_writes(spark, corpus: PlantedCorpus, tmp_path: Path) -> None:
+    outputs = {}
+    for path, limit in (("driver", 100_000), ("spark", 0)):
+        ctx = RunContext(str(tmp_path / path), master="local[2]").use_session(spark)
+        source = commit_table_as_stage(ctx, "02_url_dedup", _documents(corpus))
+        run_near_dedup(ctx, Inputs(NEAR_DEDUP.name(), stages=(source,)), DedupConfig(), driver_max_documents=limit)
+        stage_dir = ctx.stage_dir(NEAR_DEDUP.name())
+        manifest = read_manifest(stage_dir)
+        assert manifest is not None and manifest.balanced
+        tables = {
+            "kept": read_stage_table(stage_dir),
+            "rejected": read_rejected_table(stage_dir),
+            "duplicates": read_stage_table(f"{stage_dir}/{DUPLICATES_DIR}"),
+            "signatures": read_stage_table(f"{stage_dir}/{SIGNATURES_DIR}"),
+        }
+        outputs[path] = {
+            **{name: sorted(table.to_pylist(), key=lambda row: row["doc_id"]) for name, table in tables.items()},
+            "schemas": {name: table.schema.names for name, table in tables.items()},
+            "manifest": (manifest.rows_in, manifest.rows_out, manifest.drops, manifest.problems),
+            "extra": {key: value for key, value in manifest.extra.items() if key != "seconds"},
+            "files": sorted(p.name for p in Path(stage_dir).glob("*.parquet")),
+        }
+    driver, on_spark = outputs["driver"], outputs["spark"]
+    assert driver["files"] == ["part-00000.parquet"] and on_spark["files"] != driver["files"]
+    for key in ("kept", "rejected", "duplicates", "signatures", "schemas", "manifest", "extra"):
+        assert driver[key] == on_spark[key], key
+    details = [row["drop_detail"] for row in driver["rejected"]]
+    assert len(details) >= 60 and all(detail.startswith("kept ") for detail in details)

@@ -155,6 +155,13 @@ def conform_frame(df: DataFrame, schema: pa.Schema) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in spark_schema(schema).fields])
 
 
+def removal_detail(kept_doc_id: Column, jaccard: Column) -> Column:
+    """The drop detail of a removed document: its kept document and their Jaccard."""
+    from pyspark.sql import functions as F
+
+    return F.format_string("kept %s jaccard %.3f", kept_doc_id, jaccard)
+
+
 def mark_duplicates(documents: DataFrame, duplicates: DataFrame) -> DataFrame:
     """`documents` plus drop columns: removed documents get `near_duplicate` and the kept doc in the detail."""
     from pyspark.sql import functions as F
@@ -162,7 +169,7 @@ def mark_duplicates(documents: DataFrame, duplicates: DataFrame) -> DataFrame:
     info = duplicates.select("doc_id", F.col("kept_doc_id").alias("_kept"), F.col("jaccard").alias("_jaccard"))
     marked = documents.join(info, "doc_id", "left")
     removed = F.col("_kept").isNotNull()
-    detail = F.format_string("kept %s jaccard %.3f", F.col("_kept"), F.col("_jaccard"))
+    detail = removal_detail(F.col("_kept"), F.col("_jaccard"))
     out = marked.select(
         *[F.col(c) for c in documents.columns],
         F.when(removed, F.lit(NEAR_DUPLICATE)).alias(DROP_REASON),

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import read_manifest
 from curate.schema import DUPLICATES
+from curate.stages.dedup import write_on_driver
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
 from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, scored_frame, scored_on_driver
 from curate.stages.dedup.components import DRIVER_MAX_EDGES, cut_lineage
@@ -173,14 +175,18 @@ def deduplicate(
     return DedupResult(mark_duplicates(documents, duplicates), duplicates, signatures, stats)
 
 
-def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Manifest:
+def run_near_dedup(
+    ctx: RunContext, inputs: Inputs, config: DedupConfig, *, driver_max_documents: int = DRIVER_MAX_DOCUMENTS
+) -> Manifest:
     """Near-dedup the documents of `inputs.stages[0]`; `inputs.stages[1:]` are near-dedup stages of earlier
     crawls, whose stored signatures join the banding and whose documents are never removed.
 
     Besides the kept documents and `_rejected/`, the stage holds `_duplicates/` (DUPLICATES: every removal
     with its cluster, kept document and Jaccard estimate) and `_signatures/` (SIGNATURES of the kept
     documents: the index a later crawl is deduplicated against). Always runs on Spark (a local[*] session
-    under the local runner): clustering is a distributed job.
+    under the local runner): clustering is a distributed job. Up to `driver_max_documents` documents, the
+    phases with a driver path take it, and with the input and the run on local disk the driver writes the
+    outputs (`write_on_driver`); 0 keeps every phase on Spark.
     """
     from pyspark.sql import functions as F
 
@@ -215,30 +221,49 @@ def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Mani
         prior = read_previous_signatures(spark, previous, config.minhash)
         texts = documents.select("doc_id", "text")
         duplicates, stats = find_duplicates(
-            signatures, keep_attributes(documents, config), config, prior, timings, texts=texts
+            signatures,
+            keep_attributes(documents, config),
+            config,
+            prior,
+            timings,
+            texts=texts,
+            driver_max_edges=DRIVER_MAX_EDGES if driver_max_documents else 0,
+            driver_max_documents=driver_max_documents,
         )
         work_duplicates = fs.join(work, "duplicates")
-        with _timed(timings, "keep_rule"):
-            duplicates.sortWithinPartitions("cluster_id", "doc_id").write.mode("overwrite").parquet(
-                fs.to_uri(work_duplicates)
-            )
-        duplicates = spark.read.parquet(fs.to_uri(work_duplicates))
-        with _timed(timings, "write_documents"):
-            counts = write_spark_output(stage, mark_duplicates(documents, duplicates))
-
         duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)
-        fs.rename(work_duplicates, duplicates_path)
-        duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
-        with _timed(timings, "write_index"):
-            kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
-            kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
-                fs.to_uri(fs.join(stage.tmp_path, SIGNATURES_DIR))
-            )
-            clusters = duplicates.select(F.countDistinct("cluster_id")).first()
+        signatures_out = fs.join(stage.tmp_path, SIGNATURES_DIR)
+        if write_on_driver.writes_on_driver(source, stage, rows_in, driver_max_documents):
+            with _timed(timings, "keep_rule"):
+                removals = write_on_driver.removals_table(duplicates)
+                write_on_driver.write_duplicates(removals, work_duplicates)
+            with _timed(timings, "write_documents"):
+                counts = write_on_driver.write_documents(stage, source, removals)
+            fs.rename(work_duplicates, duplicates_path)
+            with _timed(timings, "write_index"):
+                write_on_driver.write_kept_signatures(signatures_path, removals, signatures_out)
+                clusters = pc.count_distinct(removals.column("cluster_id")).as_py()
+        else:
+            with _timed(timings, "keep_rule"):
+                duplicates.sortWithinPartitions("cluster_id", "doc_id").write.mode("overwrite").parquet(
+                    fs.to_uri(work_duplicates)
+                )
+            duplicates = spark.read.parquet(fs.to_uri(work_duplicates))
+            with _timed(timings, "write_documents"):
+                counts = write_spark_output(stage, mark_duplicates(documents, duplicates))
+            fs.rename(work_duplicates, duplicates_path)
+            duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
+            with _timed(timings, "write_index"):
+                kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+                kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
+                    fs.to_uri(signatures_out)
+                )
+                first = duplicates.select(F.countDistinct("cluster_id")).first()
+                clusters = int(first[0]) if first else 0
         fs.remove_tree(work)
         extra = {
             **stats,
-            "clusters": int(clusters[0]) if clusters else 0,
+            "clusters": clusters,
             "signature_config": config.minhash.signature_config(),
             "previous": previous,
             "seconds": timings,
