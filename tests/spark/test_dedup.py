@@ -281,7 +281,9 @@ def test_exact_verification_measures_the_shingle_sets(spark, staged, corpus: Pla
 
 @pytest.mark.parametrize("with_earlier", [False, True], ids=["one crawl", "against an earlier crawl"])
 @pytest.mark.parametrize("verify", ["exact", "signature"])
-def test_star_passes_and_exact_jaccard_on_the_driver_equal_the_distributed_passes(spark, staged, verify: str, with_earlier: bool) -> None:
+def test_star_passes_and_exact_jaccard_on_the_driver_equal_the_distributed_passes(
+    spark, staged, verify: str, with_earlier: bool
+) -> None:
     from pyspark.sql import functions as F
 
     from curate.stages.dedup.keep import keep_attributes
@@ -307,8 +309,8 @@ def test_star_passes_and_exact_jaccard_on_the_driver_equal_the_distributed_passe
         documents = documents.join(signatures.select("doc_id"), "doc_id", "left_semi")
     texts = documents.select("doc_id", "text")
     results = {}
-    paths = {"driver": (1_000_000, 10**9), "driver, texts too large": (1_000_000, 1000), "distributed": (0, 0)}
-    for path, (limit, text_bytes) in paths.items():
+    paths = {"driver": (1_000_000, 10**9), "driver, shingles too many": (1_000_000, 1000), "distributed": (0, 0)}
+    for path, (limit, shingle_bytes) in paths.items():
         duplicates, stats = find_duplicates(
             signatures,
             keep_attributes(documents, config),
@@ -317,10 +319,10 @@ def test_star_passes_and_exact_jaccard_on_the_driver_equal_the_distributed_passe
             texts=texts,
             driver_max_edges=limit,
             driver_max_documents=limit,
-            driver_max_text_bytes=text_bytes,
+            driver_max_shingle_bytes=shingle_bytes,
         )
         results[path] = (sorted(tuple(row) for row in duplicates.collect()), {**stats, "rounds": 0})
-    assert results["driver"] == results["distributed"] == results["driver, texts too large"]
+    assert results["driver"] == results["distributed"] == results["driver, shingles too many"]
     rows = results["driver"][0]
     assert len(rows) >= 30 and len({row[2] for row in rows}) >= 10
 
@@ -357,7 +359,7 @@ def test_candidates_on_the_driver_equal_the_distributed_banding(
 
 def test_exact_jaccard_on_the_driver_equals_the_spark_measurement(spark, staged) -> None:
     from curate.stages.dedup.candidates import with_exact_jaccard
-    from curate.stages.dedup.exact_on_driver import DriverTexts
+    from curate.stages.dedup.exact_on_driver import DriverShingleSets
 
     _, source = staged
     documents = spark.read.parquet(source)
@@ -382,16 +384,16 @@ def test_exact_jaccard_on_the_driver_equals_the_spark_measurement(spark, staged)
         threshold=0.7,
         margin=0.15,
     ).collect()
-    driver_texts = DriverTexts.fetch(texts, pa.array(left + right), 5)
-    assert driver_texts is not None
-    on_driver = driver_texts.measured(pairs, "doc_id", "kept_doc_id", threshold=0.7, margin=0.15)
+    driver_sets = DriverShingleSets.fetch(texts, pa.array(left + right), 5, n_shingles=10**6)
+    assert driver_sets is not None
+    on_driver = driver_sets.measured(pairs, "doc_id", "kept_doc_id", threshold=0.7, margin=0.15)
 
     assert sorted(tuple(row) for row in on_spark) == sorted(tuple(row.values()) for row in on_driver.to_pylist())
     measured = np.asarray(on_driver.column("jaccard")) != estimate
     assert measured.sum() >= 100
     # In float32, 0.55 lies just inside the margin and 0.85 just outside; a missing text keeps the estimate.
     assert measured[-6:].tolist() == [True, False, False, False, False, False]
-    assert DriverTexts.fetch(texts, pa.array(left), 5, max_bytes=1000) is None
+    assert DriverShingleSets.fetch(texts, pa.array(left), 5, n_shingles=251, max_bytes=1000) is None
 
 
 def test_outputs_written_on_the_driver_equal_the_spark_writes(spark, corpus: PlantedCorpus, tmp_path: Path) -> None:

@@ -33,19 +33,12 @@ SCORED = pa.schema([("a", pa.string()), ("b", pa.string()), ("jaccard", pa.float
 
 
 def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_DOCUMENTS) -> pa.Table | None:
-    """(doc_id, is_new, minhash) of the documents with shingles, or None when there are over `max_nodes`."""
+    """(doc_id, is_new, minhash, n_shingles) of the documents with shingles, or None over `max_nodes`."""
     from pyspark.sql import functions as F
 
-    table = nodes.where(F.col("n_shingles") > 0).select("doc_id", "is_new", "minhash").limit(max_nodes + 1).toArrow()
+    columns = ["doc_id", "is_new", "minhash", "n_shingles"]
+    table = nodes.where(F.col("n_shingles") > 0).select(*columns).limit(max_nodes + 1).toArrow()
     return None if table.num_rows > max_nodes else table
-
-
-def scored_on_driver(
-    nodes: DataFrame, bands: int, rows: int, max_bucket_size: int, max_documents: int = DRIVER_MAX_DOCUMENTS
-) -> pa.Table | None:
-    """The scored candidate pairs (a, b, jaccard) of `nodes`, or None over `max_documents`."""
-    fetched = fetch_nodes(nodes, max_documents)
-    return None if fetched is None else scored_candidates(fetched, bands, rows, max_bucket_size)
 
 
 def scored_frame(spark: SparkSession, scored: pa.Table) -> DataFrame:

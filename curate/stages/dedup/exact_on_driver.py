@@ -1,69 +1,90 @@
-"""Exact verification on the driver: the candidate documents' texts of a small corpus, fetched once.
+"""Exact verification on the driver: the shingle sets of a small corpus's candidate documents, fetched once.
 
 On Spark, `with_exact_jaccard` joins the near-threshold pairs with their texts and measures them in the
 Python workers: about seven jobs a call (the checkpoint, the id broadcast, two joins, the map), and the
 candidates and every star pass call it. On the benchmark's 6,720 documents those calls were some twenty jobs
-and several seconds of a cold stage. When the corpus was banded on the driver and its candidate documents'
-texts come to at most `DRIVER_MAX_TEXT_BYTES`, they are fetched here instead, and the candidates and the star
-passes measure against them; each text is shingled once, not once per pair it is in.
+and several seconds of a cold stage. When the corpus was banded on the driver and its candidate documents
+have at most `DRIVER_MAX_SHINGLE_BYTES` of shingles (by their signatures' `n_shingles`, an upper bound), one
+job shingles their texts on the executors and brings the sets here; the candidates and the star passes then
+measure against them, each document shingled once rather than once for every pair it is in.
 
-The figures are `with_exact_jaccard`'s: the same shingle sets and `set_jaccard`, only where the estimate lies
-within the margin of the threshold (compared in double precision, as Spark compares a float column with a
-double), and the estimate kept where a text is missing (an earlier crawl's documents, a null text).
+The figures are `with_exact_jaccard`'s: the same `shingle_sets` and `set_jaccard`, only where the estimate
+lies within the margin of the threshold (compared in double precision, as Spark compares a float column with
+a double), and the estimate kept where a text is missing (an earlier crawl's documents, a null text).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.runners.spark import map_in_arrow
 from curate.steps.minhash import set_jaccard, shingle_sets
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-# The texts pass through the driver JVM, then sit in Arrow beside their shingle sets (4 bytes a shingle,
-# about a word): 64 MB of UTF-8 is ~200 MB at the peak, within the smallest driver (1 GB).
-DRIVER_MAX_TEXT_BYTES = 64 * 2**20
+# 4 bytes a shingle (a uint32 hash, about one word of text), through the driver JVM and then in numpy:
+# 64 MB is ~16M shingles, within the smallest driver (1 GB).
+DRIVER_MAX_SHINGLE_BYTES = 64 * 2**20
+
+_SHINGLE_SETS = pa.schema([("doc_id", pa.string()), ("shingles", pa.binary())])
 
 
-class DriverTexts:
-    """The texts of some of this run's documents, by doc_id, and their shingle sets once measured."""
+class _ShingleSetsFunction:
+    """The picklable body of `mapInArrow`: (doc_id, text) -> (doc_id, the text's sorted shingle set as uint32 bytes)."""
 
-    def __init__(self, doc_ids: pa.Array, texts: pa.Array, ngram: int) -> None:
-        self.doc_ids = doc_ids
-        self.texts = texts
+    def __init__(self, ngram: int) -> None:
         self.ngram = ngram
-        self._sets: dict[int, np.ndarray] = {}
+
+    def __call__(self, batches: Any) -> Any:
+        for batch in batches:
+            sets = shingle_sets(batch.column("text"), self.ngram)
+            shingles = pa.array([values.astype(np.uint32).tobytes() for values in sets], pa.binary())
+            yield pa.RecordBatch.from_arrays([batch.column("doc_id"), shingles], schema=_SHINGLE_SETS)
+
+
+class DriverShingleSets:
+    """The shingle sets of some of this run's documents, by doc_id."""
+
+    def __init__(self, doc_ids: pa.Array, sets: list[np.ndarray]) -> None:
+        self.doc_ids = doc_ids
+        self.sets = sets
 
     @classmethod
     def fetch(
-        cls, texts: DataFrame, doc_ids: pa.Array, ngram: int, max_bytes: int = DRIVER_MAX_TEXT_BYTES
-    ) -> DriverTexts | None:
-        """The non-null texts of `doc_ids` found in `texts` (doc_id, text), or None when they exceed `max_bytes`."""
+        cls,
+        texts: DataFrame,
+        doc_ids: pa.Array,
+        ngram: int,
+        n_shingles: int,
+        max_bytes: int = DRIVER_MAX_SHINGLE_BYTES,
+    ) -> DriverShingleSets | None:
+        """The sets of the non-null texts of `doc_ids` in `texts` (doc_id, text); None when `n_shingles`, the
+        documents' shingle count, exceeds `max_bytes` at 4 bytes a shingle."""
         from pyspark.sql import functions as F
 
+        if n_shingles * 4 > max_bytes:
+            return None
         if not len(doc_ids):
-            return cls(pa.array([], pa.string()), pa.array([], pa.string()), ngram)
+            return cls(pa.array([], pa.string()), [])
         spark = texts.sparkSession
         ids = F.broadcast(spark.createDataFrame(pa.table({"doc_id": pc.unique(doc_ids)}), schema="doc_id string"))
         needed = texts.join(ids, "doc_id", "left_semi").where(F.col("text").isNotNull()).select("doc_id", "text")
-        size = needed.agg(F.sum(F.octet_length("text"))).first()
-        if size is not None and (size[0] or 0) > max_bytes:
-            return None
-        table = needed.toArrow()
-        # A doc_id is one document; were one stored twice, its first text stands for it.
+        table = map_in_arrow(needed, _ShingleSetsFunction(ngram), _SHINGLE_SETS).toArrow()
         ids_column = table.column("doc_id").combine_chunks()
-        first = np.asarray(pc.index_in(ids_column, value_set=ids_column)) == np.arange(len(ids_column))
-        table = table.filter(pa.array(first))
-        return cls(table.column("doc_id").combine_chunks(), table.column("text").combine_chunks(), ngram)
+        # A doc_id is one document; were one stored twice, its first text stands for it.
+        first = np.flatnonzero(np.asarray(pc.index_in(ids_column, value_set=ids_column)) == np.arange(len(ids_column)))
+        shingles = table.column("shingles").combine_chunks()
+        sets = [np.frombuffer(shingles[int(row)].as_buffer(), dtype=np.uint32) for row in first]
+        return cls(ids_column.take(pa.array(first, pa.int64())), sets)
 
     def measured(self, pairs: pa.Table, left: str, right: str, *, threshold: float, margin: float) -> pa.Table:
         """`pairs` (left, right, jaccard, ...) with the exact Jaccard where the estimate lies within `margin` of
-        `threshold` and both texts are here, the estimate elsewhere: `with_exact_jaccard`'s figures."""
+        `threshold` and both sets are here, the estimate elsewhere: `with_exact_jaccard`'s figures."""
         jaccard_at = pairs.schema.get_field_index("jaccard")
         estimate = np.asarray(pairs.column(jaccard_at).to_numpy(), dtype=np.float32)
         left_rows = pc.index_in(pairs.column(left), value_set=self.doc_ids)
@@ -76,12 +97,5 @@ class DriverTexts:
         a = np.asarray(pc.fill_null(left_rows, -1))[measure]
         b = np.asarray(pc.fill_null(right_rows, -1))[measure]
         values = estimate.copy()
-        values[measure] = set_jaccard(self._shingle_sets(a), self._shingle_sets(b))
+        values[measure] = set_jaccard([self.sets[row] for row in a], [self.sets[row] for row in b])
         return pairs.set_column(jaccard_at, pairs.schema.field(jaccard_at), pa.array(values, pa.float32()))
-
-    def _shingle_sets(self, rows: np.ndarray) -> list[np.ndarray]:
-        missing = np.unique(np.array([row for row in rows.tolist() if row not in self._sets], dtype=np.int64))
-        if len(missing):
-            texts = self.texts.take(pa.array(missing))
-            self._sets.update(zip(missing.tolist(), shingle_sets(texts, self.ngram), strict=True))
-        return [self._sets[row] for row in rows.tolist()]

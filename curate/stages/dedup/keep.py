@@ -15,7 +15,7 @@ from curate.stages.dedup.keep_on_driver import DRIVER_MAX_NODES, assign_stars_on
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-    from curate.stages.dedup.exact_on_driver import DriverTexts
+    from curate.stages.dedup.exact_on_driver import DriverShingleSets
 
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -81,7 +81,7 @@ def assign_stars(
     texts: DataFrame | None = None,
     *,
     driver_max_edges: int = DRIVER_MAX_EDGES,
-    driver_texts: DriverTexts | None = None,
+    driver_sets: DriverShingleSets | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
     """(doc_id, kept_doc_id, jaccard) for every removed document: each within the threshold of its kept one.
 
@@ -92,14 +92,14 @@ def assign_stars(
     verified edges among themselves), which the next pass clusters the same way. Every pass assigns at least each component's kept
     document, so the residual shrinks; after `max_passes` whatever is left is kept, never removed on a chain.
     Up to `driver_max_edges` edges and `DRIVER_MAX_NODES` nodes the passes run on the driver
-    (`keep_on_driver`), with the same result; they measure against `driver_texts` when given, which must hold
-    the texts of every document of `edges` that `texts` has.
+    (`keep_on_driver`), with the same result; they measure against `driver_sets` when given, which must hold
+    the shingle sets of every document of `edges` that `texts` has.
     """
     from pyspark.sql import functions as F
 
     few = edges.select("a", "b").limit(driver_max_edges + 1).toArrow()
     if few.num_rows <= driver_max_edges and len(graph_nodes(few)) <= DRIVER_MAX_NODES:
-        return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts, driver_texts)
+        return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts, driver_sets)
     threshold = config.kept_threshold
     sig = signatures.select("doc_id", "minhash")
     kept_sig = sig.select(F.col("doc_id").alias("kept_doc_id"), F.col("minhash").alias("kept_minhash"))

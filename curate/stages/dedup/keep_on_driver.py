@@ -25,7 +25,7 @@ from curate.stages.dedup.config import DedupConfig
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from curate.stages.dedup.exact_on_driver import DriverTexts
+    from curate.stages.dedup.exact_on_driver import DriverShingleSets
 
 # Each node brings its signature (128 int64: ~1 KB of Arrow, viewed as is by numpy): 250 MB at this many.
 DRIVER_MAX_NODES = 250_000
@@ -102,12 +102,12 @@ def assign_stars_on_driver(
     config: DedupConfig,
     earlier: DataFrame | None = None,
     texts: DataFrame | None = None,
-    driver_texts: DriverTexts | None = None,
+    driver_sets: DriverShingleSets | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
     """`assign_stars` for the collected edges (a, b): the same (doc_id, kept_doc_id, jaccard) rows.
 
-    With `driver_texts` (holding every text of `texts` the edges' documents have), the exact Jaccard is
-    measured here; otherwise through `with_exact_jaccard` on Spark.
+    With `driver_sets` (the shingle sets of every text of `texts` the edges' documents have), the exact
+    Jaccard is measured here; otherwise through `with_exact_jaccard` on Spark.
     """
     threshold = config.kept_threshold
     left, right = edges.column("a").combine_chunks(), edges.column("b").combine_chunks()
@@ -140,8 +140,8 @@ def assign_stars_on_driver(
             schema=REMOVED,
         )
         if config.verify == "exact" and texts is not None and len(scored):
-            if driver_texts is not None:
-                scored = driver_texts.measured(
+            if driver_sets is not None:
+                scored = driver_sets.measured(
                     scored, "doc_id", "kept_doc_id", threshold=threshold, margin=config.exact_margin
                 )
             else:

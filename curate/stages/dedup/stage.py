@@ -18,10 +18,10 @@ from curate.manifest import read_manifest
 from curate.schema import DUPLICATES
 from curate.stages.dedup import write_on_driver
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
-from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, scored_frame, scored_on_driver
+from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, fetch_nodes, scored_candidates, scored_frame
 from curate.stages.dedup.components import DRIVER_MAX_EDGES, cut_lineage
 from curate.stages.dedup.config import DedupConfig
-from curate.stages.dedup.exact_on_driver import DRIVER_MAX_TEXT_BYTES, DriverTexts
+from curate.stages.dedup.exact_on_driver import DRIVER_MAX_SHINGLE_BYTES, DriverShingleSets
 from curate.stages.dedup.keep import assign_stars, conform_frame, keep_attributes, mark_duplicates
 from curate.stages.dedup.signatures import compute_signatures, read_previous_signatures
 from curate.stages.registry import DUPLICATES_DIR, SIGNATURES_DIR
@@ -67,7 +67,7 @@ def find_duplicates(
     *,
     driver_max_edges: int = DRIVER_MAX_EDGES,
     driver_max_documents: int = DRIVER_MAX_DOCUMENTS,
-    driver_max_text_bytes: int = DRIVER_MAX_TEXT_BYTES,
+    driver_max_shingle_bytes: int = DRIVER_MAX_SHINGLE_BYTES,
 ) -> tuple[DataFrame, dict[str, int]]:
     """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
 
@@ -77,7 +77,7 @@ def find_duplicates(
     `signatures` should be materialised (read from Parquet or persisted): it is read several times.
     `timings` (if given) receives the seconds spent materialising candidates and components. Up to
     `driver_max_documents` documents with shingles are banded and scored on the driver (`candidates_on_driver`),
-    their candidates' texts, up to `driver_max_text_bytes`, are measured there (`exact_on_driver`), and graphs
+    their candidates' shingle sets, up to `driver_max_shingle_bytes`, are measured there (`exact_on_driver`), and graphs
     of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
     """
     from pyspark.sql import Window
@@ -101,16 +101,20 @@ def find_duplicates(
     # Candidates are scored once and materialised (on the driver, or checkpointed on Spark); the threshold is a
     # filter on the stored scores.
     with _timed(timings, "candidates"):
-        on_driver = scored_on_driver(nodes_all, bands, rows, config.max_bucket_size, driver_max_documents)
-        driver_texts = None
-        if on_driver is not None and exact_texts is not None:
-            endpoints = pa.concat_arrays([on_driver.column(c).combine_chunks() for c in ("a", "b")])
-            driver_texts = DriverTexts.fetch(exact_texts, endpoints, params.ngram, driver_max_text_bytes)
-            if driver_texts is not None:
-                on_driver = driver_texts.measured(
+        fetched = fetch_nodes(nodes_all, driver_max_documents)
+        on_driver = None if fetched is None else scored_candidates(fetched, bands, rows, config.max_bucket_size)
+        driver_sets = None
+        if fetched is not None and on_driver is not None and exact_texts is not None:
+            endpoints = pc.unique(pa.concat_arrays([on_driver.column(c).combine_chunks() for c in ("a", "b")]))
+            n_shingles = pc.sum(fetched.filter(pc.is_in(fetched.column("doc_id"), endpoints)).column("n_shingles"))
+            driver_sets = DriverShingleSets.fetch(
+                exact_texts, endpoints, params.ngram, n_shingles.as_py() or 0, driver_max_shingle_bytes
+            )
+            if driver_sets is not None:
+                on_driver = driver_sets.measured(
                     on_driver, "a", "b", threshold=params.threshold, margin=config.exact_margin
                 )
-        if on_driver is not None and (driver_texts is not None or exact_texts is None):
+        if on_driver is not None and (driver_sets is not None or exact_texts is None):
             scored = scored_frame(nodes_all.sparkSession, on_driver)
             jaccard = np.asarray(on_driver.column("jaccard"), dtype=np.float64)
             counts = (len(jaccard), int(np.count_nonzero(jaccard >= threshold)))
@@ -137,7 +141,7 @@ def find_duplicates(
             earlier_ids,
             texts,
             driver_max_edges=driver_max_edges,
-            driver_texts=driver_texts,
+            driver_sets=driver_sets,
         )
     # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
     duplicates = removed.withColumn(
