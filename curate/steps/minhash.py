@@ -40,6 +40,7 @@ from curate.errors import ConfigError
 from curate.step import Step
 
 EMPTY_VALUE = (1 << 32) - 1
+SHINGLE_SET = "shingle_set"
 _MASK64 = (1 << 64) - 1
 # Odd multiplier of the n-gram polynomial (the 64-bit golden ratio); odd keeps the map bijective mod 2^64.
 _NGRAM_BASE = 0x9E3779B97F4A7C15
@@ -276,9 +277,16 @@ def minhash_shingles(
 
 
 def signatures(
-    texts: pa.Array | pa.ChunkedArray, params: MinHashParams, perms: tuple[np.ndarray, np.ndarray] | None = None
+    texts: pa.Array | pa.ChunkedArray,
+    params: MinHashParams,
+    perms: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    sets: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(signatures as a (n_docs, num_perm) uint32 matrix, number of shingle positions per document)."""
+    """(signatures as a (n_docs, num_perm) uint32 matrix, number of shingle positions per document).
+
+    `sets`, when given, receives each document's `shingle_sets` entry, from the same shingles.
+    """
     a, b = perms if perms is not None else permutations(params.num_perm, params.seed)
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -287,6 +295,8 @@ def signatures(
     for start, stop in _slices_by_bytes(texts, _SLICE_TEXT_BYTES):
         hashes, word_offsets = word_hashes(texts.slice(start, stop - start))
         sh, sh_offsets = shingle_hashes(hashes, word_offsets, params.ngram)
+        if sets is not None:
+            sets.extend(_distinct_per_document(sh, sh_offsets))
         matrices.append(minhash_shingles(sh, sh_offsets, a, b))
         counts.append(np.diff(sh_offsets).astype(np.int32))
     if not matrices:
@@ -326,10 +336,14 @@ class MinHashStep(Step):
     name: ClassVar[str] = "minhash_v1"
     error_reason = "minhash_error"
 
-    def __init__(self, params: MinHashParams | None = None, *, signatures_only: bool = False) -> None:
+    def __init__(
+        self, params: MinHashParams | None = None, *, signatures_only: bool = False, with_shingle_sets: bool = False
+    ) -> None:
         super().__init__()
         self.params = params or MinHashParams()
         self.signatures_only = signatures_only
+        # With signatures_only: a `shingle_set` column too, for exact verification without shingling again.
+        self.with_shingle_sets = with_shingle_sets
         # Drawn here and shipped with the step (2 x num_perm uint32): importing datasketch pulls in scipy,
         # seconds of start-up that every Spark Python worker would otherwise pay.
         self._perms = permutations(self.params.num_perm, self.params.seed)
@@ -341,7 +355,7 @@ class MinHashStep(Step):
         from curate.schema import SIGNATURES
 
         if self.signatures_only:
-            return SIGNATURES
+            return SIGNATURES.append(pa.field(SHINGLE_SET, pa.binary())) if self.with_shingle_sets else SIGNATURES
         schema = input_schema
         for field in SIGNATURES:
             if field.name != "doc_id" and schema.get_field_index(field.name) < 0:
@@ -349,12 +363,17 @@ class MinHashStep(Step):
         return schema
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        matrix, n_shingles = signatures(batch.column("text"), self.params, self._perms)
+        sets: list[np.ndarray] | None = [] if self.with_shingle_sets else None
+        matrix, n_shingles = signatures(batch.column("text"), self.params, self._perms, sets=sets)
         minhash = signature_column(matrix)
         counts = pa.array(n_shingles, pa.int32())
         if self.signatures_only:
-            doc_id = batch.column("doc_id")
-            return pa.RecordBatch.from_arrays([doc_id, minhash, counts], names=["doc_id", "minhash", "n_shingles"])
+            columns = [batch.column("doc_id"), minhash, counts]
+            names = ["doc_id", "minhash", "n_shingles"]
+            if sets is not None:
+                columns.append(shingle_set_column(sets))
+                names.append(SHINGLE_SET)
+            return pa.RecordBatch.from_arrays(columns, names=names)
         for name in ("minhash", "n_shingles"):
             if name in batch.schema.names:
                 batch = batch.drop_columns([name])
@@ -365,8 +384,21 @@ class MinHashStep(Step):
 def shingle_sets(texts: pa.Array | pa.ChunkedArray, ngram: int) -> list[np.ndarray]:
     """Each document's distinct 32-bit shingle hashes, sorted: the sets MinHash estimates the Jaccard of."""
     hashes, word_offsets = word_hashes(texts)
-    sh, offsets = shingle_hashes(hashes, word_offsets, ngram)
-    return [np.unique(sh[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
+    return _distinct_per_document(*shingle_hashes(hashes, word_offsets, ngram))
+
+
+def _distinct_per_document(shingle_hash: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [np.unique(shingle_hash[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
+
+
+def shingle_set_column(sets: list[np.ndarray]) -> pa.BinaryArray:
+    """Shingle sets as one binary value each (their uint32 hashes' bytes): the `shingle_set` column."""
+    return pa.array([values.astype(np.uint32).tobytes() for values in sets], pa.binary())
+
+
+def shingle_sets_of_column(column: pa.BinaryArray) -> list[np.ndarray]:
+    """The sets of a `shingle_set` column (views of its buffer)."""
+    return [np.frombuffer(value.as_buffer(), dtype=np.uint32) for value in column]
 
 
 def exact_jaccard(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedArray, ngram: int) -> np.ndarray:

@@ -19,24 +19,27 @@ if TYPE_CHECKING:
 class _SignaturesFunction:
     """The picklable body of `mapInArrow` that turns (doc_id, text) batches into SIGNATURES batches."""
 
-    def __init__(self, params: MinHashParams) -> None:
-        self.step = MinHashStep(params, signatures_only=True)
+    def __init__(self, params: MinHashParams, with_shingle_sets: bool) -> None:
+        self.step = MinHashStep(params, signatures_only=True, with_shingle_sets=with_shingle_sets)
 
     def __call__(self, batches: Any) -> Any:
         from curate.step import conform
 
+        schema = self.step.output_schema(SIGNATURES)
         for batch in self.step.apply(batches):
-            yield conform(batch, SIGNATURES)
+            yield conform(batch, schema)
 
 
-def compute_signatures(documents: DataFrame, params: MinHashParams) -> DataFrame:
-    """SIGNATURES rows (doc_id, minhash, n_shingles) for every document."""
+def compute_signatures(documents: DataFrame, params: MinHashParams, *, with_shingle_sets: bool = False) -> DataFrame:
+    """SIGNATURES rows (doc_id, minhash, n_shingles) for every document, and with `with_shingle_sets` each
+    one's `shingle_set` (see `MinHashStep`)."""
     texts = documents.select("doc_id", "text")
     cores = documents.sparkSession.sparkContext.defaultParallelism
     if texts.rdd.getNumPartitions() < cores:
         # A small input is one Parquet split, i.e. one task on one core; MinHash is the CPU-heavy part.
         texts = texts.repartition(cores)
-    return map_in_arrow(texts, _SignaturesFunction(params), SIGNATURES)
+    function = _SignaturesFunction(params, with_shingle_sets)
+    return map_in_arrow(texts, function, function.step.output_schema(SIGNATURES))
 
 
 def read_previous_signatures(spark: Any, previous: list[str], params: MinHashParams) -> DataFrame | None:

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from curate.errors import ConfigError
 from curate.io import fs
 from curate.manifest import read_manifest
-from curate.schema import DUPLICATES
+from curate.schema import DUPLICATES, SIGNATURES
 from curate.stages.dedup import write_on_driver
 from curate.stages.dedup.candidates import band_hashes, candidate_pairs, verify_pairs, with_exact_jaccard
 from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS, fetch_nodes, scored_candidates, scored_frame
@@ -108,7 +108,7 @@ def find_duplicates(
             endpoints = pc.unique(pa.concat_arrays([on_driver.column(c).combine_chunks() for c in ("a", "b")]))
             n_shingles = pc.sum(fetched.filter(pc.is_in(fetched.column("doc_id"), endpoints)).column("n_shingles"))
             driver_sets = DriverShingleSets.fetch(
-                exact_texts, endpoints, params.ngram, n_shingles.as_py() or 0, driver_max_shingle_bytes
+                exact_texts, endpoints, params.ngram, n_shingles.as_py() or 0, driver_max_shingle_bytes, signatures
             )
             if driver_sets is not None:
                 on_driver = driver_sets.measured(
@@ -219,8 +219,12 @@ def run_near_dedup(
         work = stage.path + ".work"
         fs.remove_tree(work)
         signatures_path = fs.join(work, "signatures")
+        # A corpus the driver verifies keeps its shingle sets beside the signatures: no second shingling.
+        with_sets = config.verify == "exact" and rows_in <= driver_max_documents
         with _timed(timings, "signatures"):
-            compute_signatures(documents, config.minhash).write.mode("overwrite").parquet(fs.to_uri(signatures_path))
+            compute_signatures(documents, config.minhash, with_shingle_sets=with_sets).write.mode("overwrite").parquet(
+                fs.to_uri(signatures_path)
+            )
         signatures = spark.read.parquet(fs.to_uri(signatures_path))
         prior = read_previous_signatures(spark, previous, config.minhash)
         texts = documents.select("doc_id", "text")
@@ -258,7 +262,9 @@ def run_near_dedup(
             fs.rename(work_duplicates, duplicates_path)
             duplicates = spark.read.parquet(fs.to_uri(duplicates_path))
             with _timed(timings, "write_index"):
-                kept_signatures = signatures.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+                kept_signatures = signatures.select(*SIGNATURES.names).join(
+                    duplicates.select("doc_id"), "doc_id", "left_anti"
+                )
                 kept_signatures.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
                     fs.to_uri(signatures_out)
                 )

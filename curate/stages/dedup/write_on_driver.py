@@ -76,7 +76,8 @@ def write_documents(stage: Stage, source: str, removals: pa.Table) -> OutputCoun
 
 def write_kept_signatures(signatures: str, removals: pa.Table, directory: str) -> None:
     """The SIGNATURES rows of `signatures` (a local Parquet directory) whose documents were kept, by doc_id."""
-    table = ds.dataset(fs.local_path(signatures), format="parquet", ignore_prefixes=[".", "_"]).to_table()
+    dataset = ds.dataset(fs.local_path(signatures), format="parquet", ignore_prefixes=[".", "_"])
+    table = dataset.to_table(columns=SIGNATURES.names)
     kept = table.filter(pc.invert(pc.is_in(table.column("doc_id"), value_set=removals.column("doc_id"))))
     write_parquet(_conform(kept.sort_by("doc_id"), SIGNATURES), directory)
 
