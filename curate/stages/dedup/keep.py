@@ -82,6 +82,7 @@ def assign_stars(
     *,
     driver_max_edges: int = DRIVER_MAX_EDGES,
     driver_sets: DriverShingleSets | None = None,
+    fetched: pa.Table | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
     """(doc_id, kept_doc_id, jaccard) for every removed document: each within the threshold of its kept one.
 
@@ -93,13 +94,14 @@ def assign_stars(
     document, so the residual shrinks; after `max_passes` whatever is left is kept, never removed on a chain.
     Up to `driver_max_edges` edges and `DRIVER_MAX_NODES` nodes the passes run on the driver
     (`keep_on_driver`), with the same result; they measure against `driver_sets` when given, which must hold
-    the shingle sets of every document of `edges` that `texts` has.
+    the shingle sets of every document of `edges` that `texts` has, and take the nodes' signatures from
+    `fetched` when given (see `keep_on_driver.node_table`).
     """
     from pyspark.sql import functions as F
 
     few = edges.select("a", "b").limit(driver_max_edges + 1).toArrow()
     if few.num_rows <= driver_max_edges and len(graph_nodes(few)) <= DRIVER_MAX_NODES:
-        return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts, driver_sets)
+        return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts, driver_sets, fetched)
     threshold = config.kept_threshold
     sig = signatures.select("doc_id", "minhash")
     kept_sig = sig.select(F.col("doc_id").alias("kept_doc_id"), F.col("minhash").alias("kept_minhash"))

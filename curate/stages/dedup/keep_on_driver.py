@@ -38,12 +38,29 @@ def graph_nodes(edges: pa.Table) -> pa.Array:
     return pc.unique(pa.concat_arrays([edges.column("a").combine_chunks(), edges.column("b").combine_chunks()]))
 
 
-def node_table(node_ids: pa.Array, signatures: DataFrame, attributes: DataFrame, earlier: DataFrame | None) -> pa.Table:
-    """(doc_id, minhash, the keep attributes, _earlier) of `node_ids`, in one job."""
+def node_table(
+    node_ids: pa.Array,
+    signatures: DataFrame,
+    attributes: DataFrame,
+    earlier: DataFrame | None,
+    fetched: pa.Table | None = None,
+) -> pa.Table:
+    """(doc_id, minhash, the keep attributes, _earlier) of `node_ids`, in one job.
+
+    `fetched` (`candidates_on_driver.fetch_nodes` of the same nodes: doc_id, is_new, minhash) already holds the
+    signatures and which documents are earlier ones (not new): then only the attributes are fetched.
+    """
     from pyspark.sql import functions as F
 
     spark = signatures.sparkSession
     nodes = F.broadcast(spark.createDataFrame(pa.table({"doc_id": node_ids}), schema="doc_id string"))
+    if fetched is not None:
+        found = attributes.join(nodes, "doc_id", "left_semi").toArrow()
+        mine = fetched.filter(pc.is_in(fetched.column("doc_id"), value_set=node_ids))
+        rows = pc.index_in(mine.column("doc_id"), value_set=found.column("doc_id"))
+        columns = {"doc_id": mine.column("doc_id"), "minhash": mine.column("minhash")}
+        columns |= {name: found.column(name).take(rows) for name in found.column_names if name != "doc_id"}
+        return pa.table({**columns, EARLIER: pc.invert(mine.column("is_new"))})
     frame = signatures.select("doc_id", "minhash").join(nodes, "doc_id", "left_semi")
     frame = frame.join(attributes, "doc_id", "left")
     if earlier is None:
@@ -103,15 +120,18 @@ def assign_stars_on_driver(
     earlier: DataFrame | None = None,
     texts: DataFrame | None = None,
     driver_sets: DriverShingleSets | None = None,
+    fetched: pa.Table | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
     """`assign_stars` for the collected edges (a, b): the same (doc_id, kept_doc_id, jaccard) rows.
+
+    `fetched`: see `node_table`.
 
     With `driver_sets` (the shingle sets of every text of `texts` the edges' documents have), the exact
     Jaccard is measured here; otherwise through `with_exact_jaccard` on Spark.
     """
     threshold = config.kept_threshold
     left, right = edges.column("a").combine_chunks(), edges.column("b").combine_chunks()
-    nodes = node_table(graph_nodes(edges), signatures, attributes, earlier)
+    nodes = node_table(graph_nodes(edges), signatures, attributes, earlier, fetched)
     nodes = nodes.take(pc.sort_indices(nodes, sort_keys=[("doc_id", "ascending")]))
     node_ids = nodes.column("doc_id").combine_chunks()
     minhash = nodes.column("minhash").combine_chunks()

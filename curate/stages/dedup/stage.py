@@ -142,6 +142,7 @@ def find_duplicates(
             texts,
             driver_max_edges=driver_max_edges,
             driver_sets=driver_sets,
+            fetched=fetched,
         )
     # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
     duplicates = removed.withColumn(
