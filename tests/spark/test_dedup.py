@@ -397,11 +397,13 @@ def test_exact_jaccard_on_the_driver_equals_the_spark_measurement(spark, staged)
 
 
 def test_outputs_written_on_the_driver_equal_the_spark_writes(spark, corpus: PlantedCorpus, tmp_path: Path) -> None:
+    from curate.stages.dedup.stage import near_dedup_stage
+
     outputs = {}
     for path, limit in (("driver", 100_000), ("spark", 0)):
         ctx = RunContext(str(tmp_path / path), master="local[2]").use_session(spark)
         source = commit_table_as_stage(ctx, "02_url_dedup", _documents(corpus))
-        run_near_dedup(ctx, Inputs(NEAR_DEDUP.name(), stages=(source,)), DedupConfig(), driver_max_documents=limit)
+        near_dedup_stage(ctx, Inputs(NEAR_DEDUP.name(), stages=(source,)), DedupConfig(), driver_max_documents=limit)
         stage_dir = ctx.stage_dir(NEAR_DEDUP.name())
         manifest = read_manifest(stage_dir)
         assert manifest is not None and manifest.balanced

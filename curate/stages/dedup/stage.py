@@ -180,7 +180,12 @@ def deduplicate(
     return DedupResult(mark_duplicates(documents, duplicates), duplicates, signatures, stats)
 
 
-def run_near_dedup(
+def run_near_dedup(ctx: RunContext, inputs: Inputs, config: DedupConfig) -> Manifest:
+    """The stage's contract (`run(ctx, inputs, config)`): `near_dedup_stage` at the driver bounds."""
+    return near_dedup_stage(ctx, inputs, config)
+
+
+def near_dedup_stage(
     ctx: RunContext, inputs: Inputs, config: DedupConfig, *, driver_max_documents: int = DRIVER_MAX_DOCUMENTS
 ) -> Manifest:
     """Near-dedup the documents of `inputs.stages[0]`; `inputs.stages[1:]` are near-dedup stages of earlier
