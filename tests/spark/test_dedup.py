@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from support.near_duplicates import PlantedCorpus, evaluate, jaccard, load_real_documents, plant
 from support.runs import commit_table_as_stage
@@ -426,3 +427,23 @@ def test_outputs_written_on_the_driver_equal_the_spark_writes(spark, corpus: Pla
         assert driver[key] == on_spark[key], key
     details = [row["drop_detail"] for row in driver["rejected"]]
     assert len(details) >= 60 and all(detail.startswith("kept ") for detail in details)
+
+
+def test_minhash_spreads_a_file_of_one_row_group_over_the_cores(spark, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    from curate.stages.dedup.signatures import compute_signatures
+
+    # Over 8 MB: Spark reads the file as two splits, but only the split holding the row group's start has rows.
+    rng = np.random.default_rng(3)
+    words = np.array([f"w{i}" for i in range(50_000)])
+    texts = [" ".join(rng.choice(words, 1500)) for _ in range(1500)]
+    path = tmp_path / "one-group.parquet"
+    pq.write_table(pa.table({"doc_id": [f"d{i:05d}" for i in range(1500)], "text": texts}), path)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1 and path.stat().st_size > 8 * 2**20
+    documents = spark.read.parquet(str(path))
+    assert documents.rdd.getNumPartitions() >= 2
+
+    signatures = compute_signatures(documents, DedupConfig().minhash)
+    per_task = signatures.select(F.spark_partition_id().alias("task")).groupBy("task").count().collect()
+    assert len(per_task) >= 2 and sum(row["count"] for row in per_task) == 1500

@@ -35,11 +35,36 @@ def compute_signatures(documents: DataFrame, params: MinHashParams, *, with_shin
     one's `shingle_set` (see `MinHashStep`)."""
     texts = documents.select("doc_id", "text")
     cores = documents.sparkSession.sparkContext.defaultParallelism
-    if texts.rdd.getNumPartitions() < cores:
+    if _parts_with_rows(documents, cores) < cores:
         # A small input is one Parquet split, i.e. one task on one core; MinHash is the CPU-heavy part.
         texts = texts.repartition(cores)
     function = _SignaturesFunction(params, with_shingle_sets)
     return map_in_arrow(texts, function, function.step.output_schema(SIGNATURES))
+
+
+def _parts_with_rows(documents: DataFrame, enough: int) -> int:
+    """How many tasks a scan of `documents` gives rows to, at least `enough` where that is clear.
+
+    Spark splits a Parquet file by bytes, but a split holds rows only where a row group starts: a file of one
+    row group read as two partitions leaves one task all the rows and the other none. So when the input has
+    fewer files than `enough`, their row groups are counted (from the footers) instead of the partitions.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    partitions = int(documents.rdd.getNumPartitions())
+    files = documents.inputFiles()  # empty where the frame is not a file scan
+    if not files or len(files) >= enough:
+        return len(files) or partitions
+    row_groups = 0
+    try:
+        for path in files:
+            filesystem, inner = fs.arrow_filesystem(path)
+            with filesystem.open_input_file(inner) as handle:
+                row_groups += pq.ParquetFile(handle).metadata.num_row_groups
+    except (OSError, pa.ArrowException):  # a store only Hadoop reads: Spark's partitions are what there is
+        return partitions
+    return min(row_groups, partitions)
 
 
 def read_previous_signatures(spark: Any, previous: list[str], params: MinHashParams) -> DataFrame | None:
