@@ -83,6 +83,7 @@ def assign_stars(
     driver_max_edges: int = DRIVER_MAX_EDGES,
     driver_sets: DriverShingleSets | None = None,
     fetched: pa.Table | None = None,
+    edge_table: pa.Table | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
     """(doc_id, kept_doc_id, jaccard) for every removed document: each within the threshold of its kept one.
 
@@ -95,11 +96,12 @@ def assign_stars(
     Up to `driver_max_edges` edges and `DRIVER_MAX_NODES` nodes the passes run on the driver
     (`keep_on_driver`), with the same result; they measure against `driver_sets` when given, which must hold
     the shingle sets of every document of `edges` that `texts` has, and take the nodes' signatures from
-    `fetched` when given (see `keep_on_driver.node_table`).
+    `fetched` when given (see `keep_on_driver.node_table`). `edge_table` is `edges` (a, b) already on the
+    driver.
     """
     from pyspark.sql import functions as F
 
-    few = edges.select("a", "b").limit(driver_max_edges + 1).toArrow()
+    few = edge_table if edge_table is not None else edges.select("a", "b").limit(driver_max_edges + 1).toArrow()
     if few.num_rows <= driver_max_edges and len(graph_nodes(few)) <= DRIVER_MAX_NODES:
         return assign_stars_on_driver(few, signatures, attributes, config, earlier, texts, driver_sets, fetched)
     threshold = config.kept_threshold

@@ -116,9 +116,11 @@ def find_duplicates(
                 )
         if on_driver is not None and (driver_sets is not None or exact_texts is None):
             scored = scored_frame(nodes_all.sparkSession, on_driver)
-            jaccard = np.asarray(on_driver.column("jaccard"), dtype=np.float64)
-            counts = (len(jaccard), int(np.count_nonzero(jaccard >= threshold)))
+            is_edge = np.asarray(on_driver.column("jaccard"), dtype=np.float64) >= threshold
+            counts = (len(is_edge), int(np.count_nonzero(is_edge)))
+            edge_table = on_driver.filter(pa.array(is_edge)).select(["a", "b"])
         else:
+            edge_table = None
             if on_driver is not None:
                 scored = scored_frame(nodes_all.sparkSession, on_driver)
             else:
@@ -143,6 +145,7 @@ def find_duplicates(
             driver_max_edges=driver_max_edges,
             driver_sets=driver_sets,
             fetched=fetched,
+            edge_table=edge_table,
         )
     # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
     duplicates = removed.withColumn(
