@@ -32,12 +32,20 @@ DRIVER_MAX_DOCUMENTS = 100_000
 SCORED = pa.schema([("a", pa.string()), ("b", pa.string()), ("jaccard", pa.float32())])
 
 
-def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_DOCUMENTS) -> pa.Table | None:
-    """(doc_id, is_new, minhash, n_shingles) of the documents with shingles, or None over `max_nodes`."""
+def fetch_nodes(nodes: DataFrame, max_nodes: int = DRIVER_MAX_DOCUMENTS, rows: int | None = None) -> pa.Table | None:
+    """(doc_id, is_new, minhash, n_shingles) of the documents with shingles, or None over `max_nodes`.
+
+    `rows` bounds `nodes`' row count where it is known (from manifests): within `max_nodes` the fetch needs no
+    limit, which Spark plans as a shuffle into one task; above it nothing is fetched.
+    """
     from pyspark.sql import functions as F
 
-    columns = ["doc_id", "is_new", "minhash", "n_shingles"]
-    table = nodes.where(F.col("n_shingles") > 0).select(*columns).limit(max_nodes + 1).toArrow()
+    if rows is not None and rows > max_nodes:
+        return None
+    with_shingles = nodes.where(F.col("n_shingles") > 0).select("doc_id", "is_new", "minhash", "n_shingles")
+    if rows is not None:
+        return with_shingles.toArrow()
+    table = with_shingles.limit(max_nodes + 1).toArrow()
     return None if table.num_rows > max_nodes else table
 
 

@@ -122,7 +122,7 @@ def assign_stars_on_driver(
     driver_sets: DriverShingleSets | None = None,
     fetched: pa.Table | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
-    """`assign_stars` for the collected edges (a, b): the same (doc_id, kept_doc_id, jaccard) rows.
+    """`assign_stars` for the collected edges (a, b): the same (doc_id, cluster_id, kept_doc_id, jaccard) rows.
 
     `fetched`: see `node_table`.
 
@@ -179,8 +179,22 @@ def assign_stars_on_driver(
         left, right = left.filter(inside), right.filter(inside)
         if not len(left):
             break
-    frame = spark.createDataFrame(pa.concat_tables(removed), schema="doc_id string, kept_doc_id string, jaccard float")
+    stars = with_cluster_ids(pa.concat_tables(removed))
+    frame = spark.createDataFrame(stars, schema="doc_id string, cluster_id string, kept_doc_id string, jaccard float")
     return frame, stats
+
+
+def with_cluster_ids(removed: pa.Table) -> pa.Table:
+    """(doc_id, cluster_id, kept_doc_id, jaccard): `keep.with_cluster_ids` on the driver."""
+    smallest = removed.group_by("kept_doc_id").aggregate([("doc_id", "min")])
+    at = pc.index_in(removed.column("kept_doc_id"), value_set=smallest.column("kept_doc_id"))
+    member = smallest.column("doc_id_min").take(at)
+    kept = removed.column("kept_doc_id")
+    cluster = pc.if_else(pc.less(kept, member), kept, member)
+    return pa.table(
+        [removed.column("doc_id"), cluster, kept, removed.column("jaccard")],
+        names=["doc_id", "cluster_id", "kept_doc_id", "jaccard"],
+    )
 
 
 def _verified(spark: SparkSession, scored: pa.Table, texts: DataFrame, config: DedupConfig) -> pa.Table:

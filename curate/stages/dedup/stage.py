@@ -68,6 +68,7 @@ def find_duplicates(
     driver_max_edges: int = DRIVER_MAX_EDGES,
     driver_max_documents: int = DRIVER_MAX_DOCUMENTS,
     driver_max_shingle_bytes: int = DRIVER_MAX_SHINGLE_BYTES,
+    node_rows: int | None = None,
 ) -> tuple[DataFrame, dict[str, int]]:
     """DUPLICATES rows for this run's documents, and counts of the intermediate sets.
 
@@ -75,12 +76,12 @@ def find_duplicates(
     signature estimate is used.
 
     `signatures` should be materialised (read from Parquet or persisted): it is read several times.
-    `timings` (if given) receives the seconds spent materialising candidates and components. Up to
+    `timings` (if given) receives the seconds spent materialising candidates and components. `node_rows`, where
+    known, bounds the rows of `signatures` and `previous` together (see `fetch_nodes`). Up to
     `driver_max_documents` documents with shingles are banded and scored on the driver (`candidates_on_driver`),
     their candidates' shingle sets, up to `driver_max_shingle_bytes`, are measured there (`exact_on_driver`), and graphs
     of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     params = config.minhash
@@ -101,7 +102,7 @@ def find_duplicates(
     # Candidates are scored once and materialised (on the driver, or checkpointed on Spark); the threshold is a
     # filter on the stored scores.
     with _timed(timings, "candidates"):
-        fetched = fetch_nodes(nodes_all, driver_max_documents)
+        fetched = fetch_nodes(nodes_all, driver_max_documents, node_rows)
         on_driver = None if fetched is None else scored_candidates(fetched, bands, rows, config.max_bucket_size)
         driver_sets = None
         if fetched is not None and on_driver is not None and exact_texts is not None:
@@ -147,10 +148,7 @@ def find_duplicates(
             fetched=fetched,
             edge_table=edge_table,
         )
-    # A star's cluster_id is its smallest doc_id: unique, since every document is in at most one star.
-    duplicates = removed.withColumn(
-        "cluster_id", F.least("kept_doc_id", F.min("doc_id").over(Window.partitionBy("kept_doc_id")))
-    ).select("doc_id", "cluster_id", "kept_doc_id", "jaccard")
+    duplicates = removed
     if reseen is not None:
         duplicates = duplicates.unionByName(
             reseen.select(
@@ -246,6 +244,7 @@ def near_dedup_stage(
             texts=texts,
             driver_max_edges=DRIVER_MAX_EDGES if driver_max_documents else 0,
             driver_max_documents=driver_max_documents,
+            node_rows=rows_in + sum(count_rows(ctx, stage_dir) for stage_dir in previous),
         )
         work_duplicates = fs.join(work, "duplicates")
         duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)
