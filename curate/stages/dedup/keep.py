@@ -92,8 +92,9 @@ def assign_stars(
     benchmark corpus, 6 of 6,687 merged pairs had a true Jaccard below 0.5). So a component only removes the
     members whose own Jaccard with the kept document (as `verify` measures it) reaches `kept_threshold`; the
     rest, with the component's earlier documents other than the kept one, form the residual graph (their
-    verified edges among themselves), which the next pass clusters the same way. Every pass assigns at least each component's kept
-    document, so the residual shrinks; after `max_passes` whatever is left is kept, never removed on a chain.
+    verified edges among themselves), which the next pass clusters the same way. Every pass assigns at least
+    each component's kept document, so the residual shrinks; after `max_passes` whatever is left is kept, never
+    removed on a chain.
     Up to `driver_max_edges` edges and `DRIVER_MAX_NODES` nodes the passes run on the driver
     (`keep_on_driver`), with the same result; they measure against `driver_sets` when given, which must hold
     the shingle sets of every document of `edges` that `texts` has, and take the nodes' signatures from

@@ -57,6 +57,66 @@ def _timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
             timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
+@dataclass
+class _Candidates:
+    """Scored candidate pairs; where the driver scored them, also their counts, edges, nodes and shingle sets."""
+
+    scored: DataFrame  # (a, b, jaccard)
+    counts: tuple[int, int] | None = None  # (pairs, edges)
+    edges: pa.Table | None = None  # (a, b) at or above the edge threshold
+    fetched: pa.Table | None = None  # `fetch_nodes`
+    driver_sets: DriverShingleSets | None = None
+
+
+def _scored_candidates(
+    nodes: DataFrame,
+    signatures: DataFrame,
+    exact_texts: DataFrame | None,
+    config: DedupConfig,
+    *,
+    max_documents: int,
+    max_shingle_bytes: int,
+    node_rows: int | None,
+) -> _Candidates:
+    """Banding and scoring on the driver within its bounds, else on Spark; with `exact_texts`, exact Jaccard
+    near the threshold (on the driver where the shingle sets fit there)."""
+    params = config.minhash
+    bands, rows = params.bands_rows
+    spark = nodes.sparkSession
+    fetched = fetch_nodes(nodes, max_documents, node_rows)
+    on_driver = None if fetched is None else scored_candidates(fetched, bands, rows, config.max_bucket_size)
+    if fetched is not None and on_driver is not None:
+        driver_sets = None
+        if exact_texts is not None:
+            endpoints = pc.unique(pa.concat_arrays([on_driver.column(c).combine_chunks() for c in ("a", "b")]))
+            n_shingles = pc.sum(fetched.filter(pc.is_in(fetched.column("doc_id"), endpoints)).column("n_shingles"))
+            driver_sets = DriverShingleSets.fetch(
+                exact_texts, endpoints, params.ngram, n_shingles.as_py() or 0, max_shingle_bytes, signatures
+            )
+        if driver_sets is not None or exact_texts is None:
+            if driver_sets is not None:
+                on_driver = driver_sets.measured(
+                    on_driver, "a", "b", threshold=params.threshold, margin=config.exact_margin
+                )
+            is_edge = np.asarray(on_driver.column("jaccard"), dtype=np.float64) >= config.edge_threshold
+            return _Candidates(
+                scored_frame(spark, on_driver),
+                counts=(len(is_edge), int(np.count_nonzero(is_edge))),
+                edges=on_driver.filter(pa.array(is_edge)).select(["a", "b"]),
+                fetched=fetched,
+                driver_sets=driver_sets,
+            )
+    if on_driver is not None:
+        scored = scored_frame(spark, on_driver)
+    else:
+        scored = verify_pairs(candidate_pairs(band_hashes(nodes, bands, rows), config.max_bucket_size), nodes, None)
+    if exact_texts is not None:
+        scored = with_exact_jaccard(
+            scored, exact_texts, params.ngram, threshold=params.threshold, margin=config.exact_margin
+        )
+    return _Candidates(cut_lineage(scored), fetched=fetched)
+
+
 def find_duplicates(
     signatures: DataFrame,
     attributes: DataFrame,
@@ -79,8 +139,8 @@ def find_duplicates(
     `timings` (if given) receives the seconds spent materialising candidates and components. `node_rows`, where
     known, bounds the rows of `signatures` and `previous` together (see `fetch_nodes`). Up to
     `driver_max_documents` documents with shingles are banded and scored on the driver (`candidates_on_driver`),
-    their candidates' shingle sets, up to `driver_max_shingle_bytes`, are measured there (`exact_on_driver`), and graphs
-    of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
+    their candidates' shingle sets, up to `driver_max_shingle_bytes`, are measured there (`exact_on_driver`),
+    and graphs of up to `driver_max_edges` edges are clustered there (see `assign_stars`).
     """
     from pyspark.sql import functions as F
 
@@ -97,42 +157,20 @@ def find_duplicates(
     else:
         nodes_all = current
 
-    exact_texts = texts if config.verify == "exact" else None
     threshold = config.edge_threshold
     # Candidates are scored once and materialised (on the driver, or checkpointed on Spark); the threshold is a
     # filter on the stored scores.
     with _timed(timings, "candidates"):
-        fetched = fetch_nodes(nodes_all, driver_max_documents, node_rows)
-        on_driver = None if fetched is None else scored_candidates(fetched, bands, rows, config.max_bucket_size)
-        driver_sets = None
-        if fetched is not None and on_driver is not None and exact_texts is not None:
-            endpoints = pc.unique(pa.concat_arrays([on_driver.column(c).combine_chunks() for c in ("a", "b")]))
-            n_shingles = pc.sum(fetched.filter(pc.is_in(fetched.column("doc_id"), endpoints)).column("n_shingles"))
-            driver_sets = DriverShingleSets.fetch(
-                exact_texts, endpoints, params.ngram, n_shingles.as_py() or 0, driver_max_shingle_bytes, signatures
-            )
-            if driver_sets is not None:
-                on_driver = driver_sets.measured(
-                    on_driver, "a", "b", threshold=params.threshold, margin=config.exact_margin
-                )
-        if on_driver is not None and (driver_sets is not None or exact_texts is None):
-            scored = scored_frame(nodes_all.sparkSession, on_driver)
-            is_edge = np.asarray(on_driver.column("jaccard"), dtype=np.float64) >= threshold
-            counts = (len(is_edge), int(np.count_nonzero(is_edge)))
-            edge_table = on_driver.filter(pa.array(is_edge)).select(["a", "b"])
-        else:
-            edge_table = None
-            if on_driver is not None:
-                scored = scored_frame(nodes_all.sparkSession, on_driver)
-            else:
-                candidates = candidate_pairs(band_hashes(nodes_all, bands, rows), config.max_bucket_size)
-                scored = verify_pairs(candidates, nodes_all, None)
-            if exact_texts is not None:
-                scored = with_exact_jaccard(
-                    scored, exact_texts, params.ngram, threshold=params.threshold, margin=config.exact_margin
-                )
-            scored = cut_lineage(scored)
-            counts = None
+        found = _scored_candidates(
+            nodes_all,
+            signatures,
+            texts if config.verify == "exact" else None,
+            config,
+            max_documents=driver_max_documents,
+            max_shingle_bytes=driver_max_shingle_bytes,
+            node_rows=node_rows,
+        )
+    scored = found.scored
     edges = scored.where(F.col("jaccard") >= F.lit(threshold))
     with _timed(timings, "components"):
         earlier_ids = None if previous is None else nodes_all.where(~F.col("is_new")).select("doc_id")
@@ -144,9 +182,9 @@ def find_duplicates(
             earlier_ids,
             texts,
             driver_max_edges=driver_max_edges,
-            driver_sets=driver_sets,
-            fetched=fetched,
-            edge_table=edge_table,
+            driver_sets=found.driver_sets,
+            fetched=found.fetched,
+            edge_table=found.edges,
         )
     duplicates = removed
     if reseen is not None:
@@ -158,6 +196,7 @@ def find_duplicates(
                 F.lit(1.0).cast("float").alias("jaccard"),
             )
         )
+    counts = found.counts
     if counts is None:
         counts = scored.agg(F.count("*"), F.count(F.when(F.col("jaccard") >= F.lit(threshold), 1))).collect()[0]
     stats = {"bands": bands, "rows": rows, "candidate_pairs": counts[0], "edges": counts[1], **star_stats}

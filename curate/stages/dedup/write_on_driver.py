@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 def writes_on_driver(source: str, stage: Stage, rows_in: int, max_documents: int = DRIVER_MAX_DOCUMENTS) -> bool:
     """Whether the driver writes this stage's outputs: a local input and run of at most `max_documents` rows."""
-    return fs.is_local(source) and fs.is_local(stage.tmp_path) and rows_in <= max_documents
+    return max_documents > 0 and rows_in <= max_documents and fs.is_local(source) and fs.is_local(stage.tmp_path)
 
 
 def removals_table(duplicates: DataFrame) -> pa.Table:
