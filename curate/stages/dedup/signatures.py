@@ -36,8 +36,9 @@ def compute_signatures(documents: DataFrame, params: MinHashParams, *, with_shin
     texts = documents.select("doc_id", "text")
     cores = documents.sparkSession.sparkContext.defaultParallelism
     if _parts_with_rows(documents, cores) < cores:
-        # A small input is one Parquet split, i.e. one task on one core; MinHash is the CPU-heavy part.
-        texts = texts.repartition(cores)
+        # A small input is one Parquet split, i.e. one task on one core; MinHash is the CPU-heavy part. By hash
+        # of doc_id: a round-robin repartition first sorts every row (texts included) to be deterministic.
+        texts = texts.repartition(cores, "doc_id")
     function = _SignaturesFunction(params, with_shingle_sets)
     return map_in_arrow(texts, function, function.step.output_schema(SIGNATURES))
 
