@@ -22,6 +22,7 @@ from curate.stages.registry import REJECTED_DIR
 from curate.step import Step, conform, final_schema, run_steps
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
     from pyspark.sql import DataFrame
 
 
@@ -98,7 +99,7 @@ def write_spark_output(
     return OutputCounts(groups=groups, keys=keys, collected=collected)
 
 
-class _LocalParquetSink:
+class LocalParquetSink:
     """Rotating Parquet files for the local runner (Spark names its own parts)."""
 
     def __init__(self, directory: str, schema: pa.Schema, rows_per_file: int = LOCAL_ROWS_PER_FILE) -> None:
@@ -148,8 +149,8 @@ def write_local_output(
     import pyarrow.compute as pc
 
     kept_schema = without_drop_fields(schema)
-    kept_sink = _LocalParquetSink(stage.tmp_path, kept_schema)
-    rejected_sink = _LocalParquetSink(fs.join(stage.tmp_path, REJECTED_DIR), REJECTED)
+    kept_sink = LocalParquetSink(stage.tmp_path, kept_schema)
+    rejected_sink = LocalParquetSink(fs.join(stage.tmp_path, REJECTED_DIR), REJECTED)
     keys = [*count_by, DROP_REASON]
     counts: dict[tuple[Any, ...], int] = {}
     collected: list[dict[str, Any]] = []
@@ -175,11 +176,16 @@ def write_local_output(
     return OutputCounts(groups=groups, keys=keys, collected=collected)
 
 
-def read_dataset_batches(path: str, batch_rows: int = LOCAL_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Batches of a stage's Parquet dataset in a deterministic order (file name, then row order)."""
+def stage_dataset(path: str) -> ds.Dataset:
+    """A stage's Parquet rows on local disk as a pyarrow dataset (side directories and hidden files left out)."""
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(fs.local_path(path), format="parquet", ignore_prefixes=[".", "_"])
+    return ds.dataset(fs.local_path(path), format="parquet", ignore_prefixes=[".", "_"])
+
+
+def read_dataset_batches(path: str, batch_rows: int = LOCAL_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Batches of a stage's Parquet dataset in a deterministic order (file name, then row order)."""
+    dataset = stage_dataset(path)
     for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
         yield from fragment.to_batches(batch_size=batch_rows)
 
@@ -257,16 +263,12 @@ def count_rows(ctx: RunContext, stage_dir: str) -> int:
 
 
 def _local_count(stage_dir: str) -> int:
-    import pyarrow.dataset as ds
-
-    return ds.dataset(fs.local_path(stage_dir), format="parquet", ignore_prefixes=[".", "_"]).count_rows()
+    return int(stage_dataset(stage_dir).count_rows())
 
 
 def read_stage_table(stage_dir: str, columns: list[str] | None = None) -> pa.Table:
     """A finished stage's kept rows as one Arrow table (local paths; small datasets and tests)."""
-    import pyarrow.dataset as ds
-
-    return ds.dataset(fs.local_path(stage_dir), format="parquet", ignore_prefixes=[".", "_"]).to_table(columns=columns)
+    return stage_dataset(stage_dir).to_table(columns=columns)
 
 
 def read_rejected_table(stage_dir: str) -> pa.Table:

@@ -45,10 +45,10 @@ class ScoreConfig:
 
 def _input_schema(ctx: RunContext, source: str) -> pa.Schema:
     """The source stage's Arrow schema, read from its Parquet footers (never inferred from rows)."""
-    import pyarrow.dataset as ds
+    from curate.stage_rows import stage_dataset
 
     if fs.is_local(source):
-        return ds.dataset(fs.local_path(source), format="parquet", ignore_prefixes=[".", "_"]).schema
+        return stage_dataset(source).schema
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(ctx.spark.read.parquet(fs.to_uri(source)).schema, timezone="UTC")

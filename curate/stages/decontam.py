@@ -40,7 +40,7 @@ from curate.io import fs
 from curate.manifest import Manifest, canonical_json
 from curate.schema import CONTAMINATION, spark_schema
 from curate.stage import Inputs, RunContext, Stage, files_fingerprint
-from curate.stage_rows import read_dataset_batches, write_local_output, write_spark_output
+from curate.stage_rows import read_dataset_batches, stage_dataset, write_local_output, write_spark_output
 from curate.stages.registry import CONTAMINATION_DIR
 from curate.step import final_schema, run_steps
 
@@ -210,9 +210,7 @@ def run_decontaminate(ctx: RunContext, inputs: Inputs, config: DecontamConfig) -
 def _run_local(
     stage: Stage, step: DecontaminateStep, source: str, contamination_path: str
 ) -> tuple[int, Any, dict[str, Any]]:
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset(fs.local_path(source), format="parquet", ignore_prefixes=[".", "_"])
+    dataset = stage_dataset(source)
     input_schema = dataset.schema
     rows_in = dataset.count_rows()
     out_schema = final_schema([step], input_schema)

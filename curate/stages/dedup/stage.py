@@ -265,8 +265,10 @@ def near_dedup_stage(
         work = stage.path + ".work"
         fs.remove_tree(work)
         signatures_path = fs.join(work, "signatures")
+        # Documents of this run and of the earlier crawls: the bound of the driver's paths.
+        node_rows = rows_in + sum(count_rows(ctx, stage_dir) for stage_dir in previous)
         # A corpus the driver verifies keeps its shingle sets beside the signatures: no second shingling.
-        with_sets = config.verify == "exact" and rows_in <= driver_max_documents
+        with_sets = config.verify == "exact" and node_rows <= driver_max_documents
         with _timed(timings, "signatures"):
             compute_signatures(documents, config.minhash, with_shingle_sets=with_sets).write.mode("overwrite").parquet(
                 fs.to_uri(signatures_path)
@@ -283,7 +285,7 @@ def near_dedup_stage(
             texts=texts,
             driver_max_edges=DRIVER_MAX_EDGES if driver_max_documents else 0,
             driver_max_documents=driver_max_documents,
-            node_rows=rows_in + sum(count_rows(ctx, stage_dir) for stage_dir in previous),
+            node_rows=node_rows,
         )
         work_duplicates = fs.join(work, "duplicates")
         duplicates_path = fs.join(stage.tmp_path, DUPLICATES_DIR)

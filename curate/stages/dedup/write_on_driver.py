@@ -15,14 +15,20 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from curate.io import fs
 from curate.schema import DROP_DETAIL, DROP_REASON, DUPLICATES, SIGNATURES
-from curate.stage_rows import OutputCounts, read_dataset_batches, write_local_output
+from curate.stage_rows import (
+    LocalParquetSink,
+    OutputCounts,
+    read_dataset_batches,
+    read_stage_table,
+    stage_dataset,
+    write_local_output,
+)
 from curate.stages.dedup.candidates_on_driver import DRIVER_MAX_DOCUMENTS
 from curate.stages.dedup.keep import NEAR_DUPLICATE, removal_detail
+from curate.step import conform
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -46,22 +52,26 @@ def removals_table(duplicates: DataFrame) -> pa.Table:
     return table.sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
 
 
-def write_parquet(table: pa.Table, directory: str) -> None:
-    """`table` as one zstd Parquet file in `directory` (a local path)."""
-    directory = fs.local_path(directory)
-    fs.make_dirs(directory)
-    pq.write_table(table, fs.join(directory, "part-00000.parquet"), compression="zstd")
+def write_table(table: pa.Table, directory: str, schema: pa.Schema) -> None:
+    """`table`'s `schema` columns as a stage side directory (a local path), as the local runner writes."""
+    sink = LocalParquetSink(directory, schema)
+    for batch in table.to_batches():
+        sink.write(conform(batch, schema))
+    sink.close()
 
 
 def write_duplicates(removals: pa.Table, directory: str) -> None:
     """`_duplicates/`: the DUPLICATES columns of `removals`."""
-    write_parquet(_conform(removals, DUPLICATES), directory)
+    write_table(removals, directory, DUPLICATES)
 
 
 def write_documents(stage: Stage, source: str, removals: pa.Table) -> OutputCounts:
     """`mark_duplicates` and `write_spark_output`, streamed: the kept documents and `_rejected/`."""
-    source_schema = ds.dataset(fs.local_path(source), format="parquet", ignore_prefixes=[".", "_"]).schema
-    schema = source_schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
+    schema = (
+        stage_dataset(source)
+        .schema.append(pa.field(DROP_REASON, pa.string()))
+        .append(pa.field(DROP_DETAIL, pa.string()))
+    )
     removed_ids = removals.column("doc_id").combine_chunks()
     details = removals.column(DROP_DETAIL).combine_chunks()
 
@@ -76,11 +86,6 @@ def write_documents(stage: Stage, source: str, removals: pa.Table) -> OutputCoun
 
 def write_kept_signatures(signatures: str, removals: pa.Table, directory: str) -> None:
     """The SIGNATURES rows of `signatures` (a local Parquet directory) whose documents were kept, by doc_id."""
-    dataset = ds.dataset(fs.local_path(signatures), format="parquet", ignore_prefixes=[".", "_"])
-    table = dataset.to_table(columns=SIGNATURES.names)
+    table = read_stage_table(signatures, columns=SIGNATURES.names)
     kept = table.filter(pc.invert(pc.is_in(table.column("doc_id"), value_set=removals.column("doc_id"))))
-    write_parquet(_conform(kept.sort_by("doc_id"), SIGNATURES), directory)
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    return table.select(schema.names).cast(schema)
+    write_table(kept.sort_by("doc_id"), directory, SIGNATURES)
