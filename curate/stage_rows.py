@@ -107,6 +107,8 @@ class LocalParquetSink:
         self.schema = schema
         self.rows_per_file = rows_per_file
         self.rows = 0
+        # (path, rows) of each file written, in order.
+        self.files: list[list[Any]] = []
         self._writer: pq.ParquetWriter | None = None
         self._file_rows = 0
         self._file_index = 0
@@ -121,12 +123,14 @@ class LocalParquetSink:
         self._writer.write_batch(batch)
         self._file_rows += batch.num_rows
         self.rows += batch.num_rows
+        self.files[-1][1] += batch.num_rows
 
     def _open_next(self) -> None:
         if self._writer is not None:
             self._writer.close()
         path = fs.join(self.directory, f"part-{self._file_index:05d}.parquet")
         self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self.files.append([path, 0])
         self._file_index += 1
         self._file_rows = 0
 
@@ -135,6 +139,63 @@ class LocalParquetSink:
             self._open_next()  # an empty dataset still has a file carrying its schema
         assert self._writer is not None
         self._writer.close()
+
+
+class StageRowsWriter:
+    """Batches carrying drop columns to Parquet: kept rows into `directory`, dropped rows into its `_rejected/`,
+    counted by `count_by` + `drop_reason`, with the dropped rows of `collect_reasons` kept aside.
+
+    The local runner writes a stage with one; under Spark, each Python worker writes its partition with one
+    (curate.runners.worker_writes)."""
+
+    def __init__(
+        self,
+        directory: str,
+        schema: pa.Schema,
+        *,
+        count_by: tuple[str, ...] = (),
+        collect_reasons: tuple[str, ...] = (),
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.kept_schema = without_drop_fields(schema)
+        self.kept = LocalParquetSink(directory, self.kept_schema)
+        self.rejected = LocalParquetSink(fs.join(directory, REJECTED_DIR), REJECTED)
+        self.keys = [*count_by, DROP_REASON]
+        self.collect_reasons = collect_reasons
+        self.counts: dict[tuple[Any, ...], int] = {}
+        self.collected: list[dict[str, Any]] = []
+        self._on_batch = on_batch
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        import pyarrow.compute as pc
+
+        if DROP_REASON not in batch.schema.names:
+            batch = conform(batch, self.schema)
+        grouped = pa.Table.from_batches([batch.select(self.keys)]).group_by(self.keys).aggregate([([], "count_all")])
+        for row in grouped.to_pylist():
+            key = tuple(row[k] for k in self.keys)
+            self.counts[key] = self.counts.get(key, 0) + row["count_all"]
+        dropped_mask = pc.is_valid(batch.column(DROP_REASON))
+        self.kept.write(conform(batch.filter(pc.invert(dropped_mask)), self.kept_schema))
+        dropped = batch.filter(dropped_mask)
+        if self._on_batch is not None:
+            self._on_batch(batch.num_rows, dropped.num_rows)
+        if dropped.num_rows:
+            self.rejected.write(conform(dropped, REJECTED))
+            if self.collect_reasons:
+                wanted = dropped.filter(pc.is_in(dropped.column(DROP_REASON), pa.array(self.collect_reasons)))
+                self.collected.extend(conform(wanted, REJECTED).to_pylist())
+
+    def close(self) -> OutputCounts:
+        self.kept.close()
+        self.rejected.close()
+        return output_counts(self.counts, self.keys, self.collected)
+
+
+def output_counts(counts: dict[tuple[Any, ...], int], keys: list[str], collected: list[dict[str, Any]]) -> OutputCounts:
+    groups = [{**dict(zip(keys, key, strict=True)), "count": n} for key, n in counts.items()]
+    return OutputCounts(groups=groups, keys=keys, collected=collected)
 
 
 def write_local_output(
@@ -146,34 +207,12 @@ def write_local_output(
     collect_reasons: tuple[str, ...] = (),
 ) -> OutputCounts:
     """Local counterpart of `write_spark_output` for batches carrying drop columns."""
-    import pyarrow.compute as pc
-
-    kept_schema = without_drop_fields(schema)
-    kept_sink = LocalParquetSink(stage.tmp_path, kept_schema)
-    rejected_sink = LocalParquetSink(fs.join(stage.tmp_path, REJECTED_DIR), REJECTED)
-    keys = [*count_by, DROP_REASON]
-    counts: dict[tuple[Any, ...], int] = {}
-    collected: list[dict[str, Any]] = []
+    writer = StageRowsWriter(
+        stage.tmp_path, schema, count_by=count_by, collect_reasons=collect_reasons, on_batch=stage.progress.output
+    )
     for batch in batches:
-        if DROP_REASON not in batch.schema.names:
-            batch = conform(batch, schema)
-        grouped = pa.Table.from_batches([batch.select(keys)]).group_by(keys).aggregate([([], "count_all")])
-        for row in grouped.to_pylist():
-            key = tuple(row[k] for k in keys)
-            counts[key] = counts.get(key, 0) + row["count_all"]
-        dropped_mask = pc.is_valid(batch.column(DROP_REASON))
-        kept_sink.write(conform(batch.filter(pc.invert(dropped_mask)), kept_schema))
-        dropped = batch.filter(dropped_mask)
-        stage.progress.output(batch.num_rows, dropped.num_rows)
-        if dropped.num_rows:
-            rejected_sink.write(conform(dropped, REJECTED))
-            if collect_reasons:
-                wanted = dropped.filter(pc.is_in(dropped.column(DROP_REASON), pa.array(collect_reasons)))
-                collected.extend(conform(wanted, REJECTED).to_pylist())
-    kept_sink.close()
-    rejected_sink.close()
-    groups = [{**dict(zip(keys, key, strict=True)), "count": n} for key, n in counts.items()]
-    return OutputCounts(groups=groups, keys=keys, collected=collected)
+        writer.write(batch)
+    return writer.close()
 
 
 def stage_dataset(path: str) -> ds.Dataset:
@@ -241,9 +280,12 @@ def run_step_stage(
                     df = spark.read.parquet(fs.to_uri(source_stage))
                     n_input = count_rows(ctx, source_stage)
                 from curate.runners.spark import map_steps
+                from curate.runners.worker_writes import workers_can_write, write_from_workers
 
-                out = map_steps(df, steps, input_schema)
-                counts = write_spark_output(stage, out, **options)
+                if workers_can_write(ctx, stage):
+                    counts = write_from_workers(stage, df, steps, input_schema, **options)
+                else:
+                    counts = write_spark_output(stage, map_steps(df, steps, input_schema), **options)
             problems, extra = accounting(counts) if accounting else ([], {})
             records_in = rows_in(counts) if rows_in else n_input
             stage.finish(
