@@ -104,7 +104,10 @@ class LocalParquetSink:
 
     def __init__(self, directory: str, schema: pa.Schema, rows_per_file: int = LOCAL_ROWS_PER_FILE) -> None:
         self.directory = fs.local_path(directory)
-        self.schema = schema
+        # Without the schema's metadata: a schema read from Spark-written files carries Spark's own copy of
+        # the columns (`org.apache.spark.sql.parquet.row.metadata`), and Spark reads a file by that copy, so
+        # a stage that adds columns to such an input would lose them to a later Spark read.
+        self.schema = schema.remove_metadata()
         self.rows_per_file = rows_per_file
         self.rows = 0
         # (path, rows) of each file written, in order.
