@@ -23,8 +23,13 @@ issue [5/7]. The machine may be shared: compare ratios within one run.
 
     python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
 
-Runs on 2026-12-05/06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
-records), CPU ms per record. The latest two, after the one-query math rewrite, the sort-based language-id
+Runs on 2026-12-06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
+records), CPU ms per record. After Spark's Python workers write the stage themselves (worker_writes.py):
+local runner 2.62 / 2.79 cold, 2.32 / 2.62 warm; Spark local[2] 2.89 / 3.00 cold, 2.44 / 2.58 warm; floor
+1.66 / 1.70; Spark/local 1.10x / 1.08x cold, 1.05x / 0.98x warm; Spark wall 0.60x / 0.60x the local runner's
+cold; local/floor 0.63x / 0.61x cold, 0.71x / 0.65x warm; datatrove 24.8 / 24.1 ms (a slower machine that
+day), curate whole command 7.9x / 6.3x. The same day before that change: Spark 4.55 cold, 3.13 warm (1.43x /
+1.22x the local runner). Earlier runs, after the one-query math rewrite, the sort-based language-id
 counts and raw page buffers through the extraction guard (the second also with the installed pyspark in
 local workers): local
 runner 2.44 / 2.27 cold, 2.20 / 2.25 warm; Spark local[2] 4.38 / 4.02 cold, 2.62 / 2.63 warm; floor
@@ -34,13 +39,14 @@ local 2.56 / 2.39 cold, 2.24 / 2.21 warm; Spark 4.25 / 4.26 cold, 2.76 / 2.79 wa
 figures move about +-10%, more for cold. Before that round: local 3.27 / 2.61, Spark 5.44 / 2.88, floor
 1.42, 4.6x datatrove. With `--records 12000` (12,195 records, an earlier round), where the one-off costs
 weigh less: Spark/local 1.29x cold, 1.07x warm; local/floor 0.62x; Spark wall 0.72x the local runner's.
-Where the rest goes: extraction alone (in-process, best of 3 per page) costs 1.34 ms a page against the
-floor's 1.19 ms for the parse and main-content pass; resiliparse's parse (0.35 ms) and main-content pass
-(0.75 ms) are most of it, our decode 0.05 ms (the floor's 0.14), the math rewrite 0.11 ms on a page without
-formulas (its one DOM query) and 10-15 ms on the Wikipedia/MathML pages with 200 formulas. The guard's
-hand-off adds ~0.09 ms. The worker adds language id (0.23 ms), WARC reading (~0.18 ms, 0.1 ms of it ISA-L
-inflate), the Parquet write and accounting. Spark's cold excess is one-off: the JVM's first jobs (~0.8 ms
-per record of JVM CPU cold vs ~0.35 warm) and each Python worker's first touch of its memory.
+Where the local runner's rest goes (2026-12-06, same files, uncommitted scripts): the guarded extraction
+costs 1.85-1.93 ms a record against 1.62-1.69 in-process on the same pages, so the guard costs ~0.25 ms,
+not the ~0.09 ms of the parent's side alone (a round trip with a 1-byte page 0.05 ms, carrying the average
+156 KB page 0.085 ms more, the rest the child's own slower pass); sending 100 pages per request saved
+~0.07 ms. In-process, our extraction is 1.62-1.69 ms against the floor's 1.43-1.53 ms parse and
+main-content pass on the same stream. Reading with warcio (WarcFileReader) costs 0.38-0.41 ms a record
+against FastWARC's 0.18 ms. Language id 0.25 ms, URL normalising 0.03 ms, the Parquet write and accounting
+~0.05 ms. Spark's remaining cold excess is the Python workers' start and the JVM's first jobs.
 """
 
 from __future__ import annotations
