@@ -109,33 +109,26 @@ class LocalParquetSink:
         # a stage that adds columns to such an input would lose them to a later Spark read.
         self.schema = schema.remove_metadata()
         self.rows_per_file = rows_per_file
-        self.rows = 0
         # (path, rows) of each file written, in order.
         self.files: list[list[Any]] = []
         self._writer: pq.ParquetWriter | None = None
-        self._file_rows = 0
-        self._file_index = 0
         fs.make_dirs(self.directory)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        if self._writer is None or self._file_rows >= self.rows_per_file:
+        if self._writer is None or self.files[-1][1] >= self.rows_per_file:
             self._open_next()
         assert self._writer is not None
         self._writer.write_batch(batch)
-        self._file_rows += batch.num_rows
-        self.rows += batch.num_rows
         self.files[-1][1] += batch.num_rows
 
     def _open_next(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        path = fs.join(self.directory, f"part-{self._file_index:05d}.parquet")
+        path = fs.join(self.directory, f"part-{len(self.files):05d}.parquet")
         self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         self.files.append([path, 0])
-        self._file_index += 1
-        self._file_rows = 0
 
     def close(self) -> None:
         if self._writer is None:

@@ -78,10 +78,10 @@ class WritingStepsFunction:
         )
         for batch in run_steps(self.steps, batches, self.input_schema):
             writer.write(batch)
-        counts = writer.close()
+        writer.close()
         summary = {
-            "counts": counts.groups,
-            "collected": counts.collected,
+            "counts": writer.counts,
+            "collected": writer.collected,
             "kept": writer.kept.files,
             "rejected": writer.rejected.files,
         }
@@ -106,19 +106,17 @@ def write_from_workers(
     function = WritingStepsFunction(steps, input_schema, stage.tmp_path, count_by, collect_reasons)
     rows = map_in_arrow(df, function, _SUMMARY).collect()
     summaries = sorted(((row["partition"], pickle.loads(row["summary"])) for row in rows), key=lambda r: r[0])
-    keys = [*count_by, DROP_REASON]
     counts: dict[tuple[Any, ...], int] = {}
     collected: list[dict[str, Any]] = []
     for _, summary in summaries:
-        for group in summary["counts"]:
-            key = tuple(group[k] for k in keys)
-            counts[key] = counts.get(key, 0) + group["count"]
+        for key, n in summary["counts"].items():
+            counts[key] = counts.get(key, 0) + n
         collected.extend(summary["collected"])
     kept_schema = without_drop_fields(final_schema(steps, input_schema))
     _commit([(p, s["kept"]) for p, s in summaries], stage.tmp_path, kept_schema)
     _commit([(p, s["rejected"]) for p, s in summaries], fs.join(stage.tmp_path, REJECTED_DIR), REJECTED)
     fs.remove_tree(fs.join(stage.tmp_path, ATTEMPTS_DIR))
-    return output_counts(counts, keys, collected)
+    return output_counts(counts, [*count_by, DROP_REASON], collected)
 
 
 def _commit(files_by_partition: list[tuple[int, list[list[Any]]]], directory: str, schema: pa.Schema) -> None:
