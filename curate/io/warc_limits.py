@@ -65,8 +65,14 @@ class BoundedGzipReader(DecompressingBufferedReader):
 
     def readline(self, length: int | None = None) -> bytes:
         cap = _line_cap(length)
-        parts: list[bytes] = []
-        size = 0
+        # A header line usually ends inside the inflated buffer: take it from there, without warcio's per-call
+        # refill checks (a record has ~20 header lines).
+        head = self.buff.readline(cap) if self.buff is not None else b""
+        if head.endswith(b"\n"):
+            self._budget.count(head, unfinished=False)
+            return head
+        parts: list[bytes] = [head] if head else []
+        size = len(head)
         while size < cap:
             piece = super().readline(cap - size)
             if not piece:
@@ -262,13 +268,15 @@ def read_http_payload(record: Any, limit: int) -> tuple[bytes | None, str | None
 
 
 def _bounded_join(parts: Iterator[bytes], limit: int) -> bytes | None:
-    """The parts joined, or None as soon as they pass `limit` bytes."""
-    out = bytearray()
+    """The parts joined (one copy; none for a single part), or None as soon as they pass `limit` bytes."""
+    kept: list[bytes] = []
+    size = 0
     for part in parts:
-        out += part
-        if len(out) > limit:
+        kept.append(part)
+        size += len(part)
+        if size > limit:
             return None
-    return bytes(out)
+    return b"".join(kept)
 
 
 def gzip_member_end(stream: BinaryIO, offset: int) -> int | None:

@@ -10,8 +10,9 @@ record, the whole job). Here the function runs in a child Python process that th
   costs that record a `<kind>_crash` drop, and the next record starts a fresh child;
 - a record with no result by the deadline costs a `<kind>_timeout` drop: the child is killed and replaced.
 
-Messages are length-prefixed pickles over the child's stdin/stdout; a request's bytes arguments (the page)
-follow its pickle as raw out-of-band buffers, so neither side copies them into or out of a pickle. A new
+Messages are length-prefixed pickles over the child's stdin/stdout; a request's bytes-like arguments (the
+page, as bytes or as a memoryview of the Arrow buffer that holds it) follow its pickle as raw out-of-band
+buffers, so neither side copies them into or out of a pickle, and the child receives them as bytes. A new
 child first reports whether it could load the function: one that cannot (an import error, a memory cap too
 small to start Python) is the job's error (`CurateError`), never a drop of every record. The child is
 started with `sys.executable -m curate.runners.guard` (never `fork`: the parent may be a JVM-connected driver
@@ -74,11 +75,7 @@ class RecordGuard:
     def call(self, *args: Any) -> Any:
         child = self._running_child()
         buffers: list[pickle.PickleBuffer] = []
-        message = pickle.dumps(
-            tuple(pickle.PickleBuffer(a) if isinstance(a, bytes) and len(a) >= _OUT_OF_BAND_BYTES else a for a in args),
-            protocol=5,
-            buffer_callback=buffers.append,
-        )
+        message = pickle.dumps(tuple(_sendable(a) for a in args), protocol=5, buffer_callback=buffers.append)
         sizes = [buffer.raw().nbytes for buffer in buffers]
         try:
             assert child.stdin is not None
@@ -265,6 +262,16 @@ def _serve(target: str, memory_mb: int) -> None:
             reply = _message((_ERROR, _portable(exc)))
         sink.write(reply)
         sink.flush()
+
+
+def _sendable(argument: Any) -> Any:
+    """A large bytes-like argument as an out-of-band buffer (sent without a copy); a small memoryview, which does
+    not pickle, as bytes."""
+    if isinstance(argument, memoryview):
+        return pickle.PickleBuffer(argument) if argument.nbytes >= _OUT_OF_BAND_BYTES else argument.tobytes()
+    if isinstance(argument, bytes) and len(argument) >= _OUT_OF_BAND_BYTES:
+        return pickle.PickleBuffer(argument)
+    return argument
 
 
 def _message(value: Any) -> bytes:

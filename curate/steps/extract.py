@@ -77,9 +77,12 @@ class ExtractStep(Step):
             ),
         )
 
-    def _extract(self, payload: bytes | None, http_charset: str | None, content_type: str | None) -> Outcome:
+    def _extract(
+        self, payload: bytes | memoryview | None, http_charset: str | None, content_type: str | None
+    ) -> Outcome:
         if not self.isolated:
-            return extract_record(payload, http_charset, content_type, self.min_chars)
+            page = payload.tobytes() if isinstance(payload, memoryview) else payload
+            return extract_record(page, http_charset, content_type, self.min_chars)
         result = self._guard().call(payload, http_charset, content_type, self.min_chars)
         if isinstance(result, Failure):
             return None, None, None, result.reason, result.detail
@@ -88,7 +91,7 @@ class ExtractStep(Step):
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         columns: dict[str, list[Any]] = {name: batch.column(name).to_pylist() for name in _PASSTHROUGH}
-        payloads = batch.column("payload").to_pylist()
+        payloads = _payload_views(batch.column("payload")) if self.isolated else batch.column("payload").to_pylist()
         http_charsets = batch.column("http_charset").to_pylist()
         out: dict[str, list[Any]] = {name: [] for name in (*DOCUMENTS.names, DROP_REASON, DROP_DETAIL)}
         for i, payload in enumerate(payloads):
@@ -106,3 +109,9 @@ class ExtractStep(Step):
             out[DROP_REASON].append(reason)
             out[DROP_DETAIL].append(detail)
         return pa.RecordBatch.from_pydict(out, schema=with_drop_fields(DOCUMENTS))
+
+
+def _payload_views(payloads: pa.Array) -> list[memoryview | None]:
+    """Each page as a view of the Arrow buffer that holds it: the guard sends it to its child from there, so the
+    batch's pages (100 pages of ~150 KB on the real mix) are not first copied into Python bytes objects."""
+    return [memoryview(page.as_buffer()) if page.is_valid else None for page in payloads]

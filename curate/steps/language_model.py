@@ -43,7 +43,9 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
             arrays["ptc"],
             arrays["pc"],
             arrays["classes"].tolist(),
-            stdlib_array(arrays["nextmove"]),
+            # The mapped array itself, not a stdlib copy (39 MB, copied twice on the way): py3langid walks it
+            # only for a text in which the vectorized walk found no feature.
+            arrays["nextmove"],
             arrays["out_feat"].tolist(),
             norm_probs=True,
             tk_row=stdlib_array(arrays["nextmove_row"]),

@@ -35,6 +35,17 @@ def test_normal_records_give_the_in_process_result(guard: RecordGuard) -> None:
     assert guard.restarts == 0
 
 
+def test_memoryviews_arrive_as_bytes(guard: RecordGuard) -> None:
+    # ExtractStep sends each page as a view of its Arrow buffer; a view under 4 KiB goes inside the pickle.
+    import pyarrow as pa
+
+    pages = pa.array([b"<p>" * 5000, b"<p>small</p>", bytes(range(256)) * 40], pa.binary())
+    for page in pages:
+        view = memoryview(page.as_buffer())
+        assert guard.call("return", view) == behave("return", page.as_py())
+    assert guard.restarts == 0
+
+
 @pytest.mark.parametrize(
     ("action", "value", "reason", "detail"),
     [
