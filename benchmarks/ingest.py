@@ -175,6 +175,52 @@ def run_floor(paths: list[Path], label: str = "") -> Cost:
     return Cost(name, records, time.perf_counter() - start, time.process_time() - cpu)
 
 
+def slowest_pages(count: int) -> None:
+    """The pages of the mix that cost curate's extraction most, each against the floor's pass on the same page.
+
+    In-process and best of three per page (the guard's cost is per record, not per page). `math` is what the
+    rewrite pass does on the page: the DOM query always, then the planned formula edits.
+    """
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+    from resiliparse.parse.html import HTMLTree
+    from support.warcs import real_pages
+
+    from curate.extraction.decode import decode_html
+    from curate.extraction.math_html import _rewrite_math
+    from curate.extraction.record import extract_record
+
+    def best(function: object, *args: object) -> float:
+        timings = []
+        for _ in range(3):
+            start = time.process_time()
+            function(*args)  # type: ignore[operator]
+            timings.append(time.process_time() - start)
+        return 1000 * min(timings)
+
+    def floor_pass(body: bytes) -> None:
+        extract_plain_text(HTMLTree.parse(bytes_to_str(body, detect_encoding(body))), main_content=True)
+
+    rows = []
+    for page in real_pages(SHARED):
+        ours = best(extract_record, page.html, None, "text/html", 1)
+        floor = best(floor_pass, page.html)
+        html = decode_html(page.html, None)[0]
+        tree = HTMLTree.parse(html)
+        elements = len(tree.document.query_selector_all("*")) if tree.document is not None else 0
+        rewrite = best(lambda text: _rewrite_math(HTMLTree.parse(text)), html) - best(HTMLTree.parse, html)
+        source = page.source.relative_to(SHARED / "html")
+        rows.append((ours, floor, rewrite, len(page.html), elements, str(source)))
+    total_ours, total_floor = sum(r[0] for r in rows), sum(r[1] for r in rows)
+    print(f"\n{len(rows)} pages, in-process extraction {total_ours:.0f} ms, floor {total_floor:.0f} ms")
+    print(f"{'ours ms':>8} {'floor ms':>8} {'math ms':>8} {'KB':>6} {'elements':>8}  page")
+    for ours, floor, rewrite, size, elements, source in sorted(rows, reverse=True)[:count]:
+        print(f"{ours:8.1f} {floor:8.1f} {rewrite:8.1f} {size / 1024:6.0f} {elements:8}  {source[:70]}")
+    print(f"largest excess over the floor ({'ours - floor'}):")
+    for ours, floor, rewrite, size, elements, source in sorted(rows, key=lambda r: r[1] - r[0])[:count]:
+        print(f"{ours:8.1f} {floor:8.1f} {rewrite:8.1f} {size / 1024:6.0f} {elements:8}  {source[:70]}")
+
+
 def run_command(name: str, command: list[str], records: int, log: Path) -> Cost:
     """Wall and CPU of one whole command: the child and every descendant it reaped (os.wait4)."""
     with log.open("wb") as output:
@@ -259,10 +305,14 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8, help="WARC files to spread the main set over")
     parser.add_argument("--peer-records", type=int, default=2000, help="records in the peer set (slow peers)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--slowest", type=int, metavar="N", help="only list the N pages that cost most, and exit")
     parser.add_argument("--datatrove-worker", nargs=2, metavar=("INPUT", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.datatrove_worker:
         run_datatrove_worker(*args.datatrove_worker)
+        return
+    if args.slowest:
+        slowest_pages(args.slowest)
         return
     work = Path(tempfile.mkdtemp(prefix="curate-bench-ingest-"))
     try:
