@@ -35,7 +35,6 @@ from typing import Any, BinaryIO, cast
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
-from warcio.recordloader import ArcWarcRecordLoader
 
 from curate.extraction.decode import HTML_TYPES
 from curate.io import fs
@@ -45,6 +44,7 @@ from curate.io.warc_limits import (
     BoundedArchiveIterator,
     HeaderTooLong,
     LineReader,
+    ResponseHeadersLoader,
     gzip_member_end,
     read_http_payload,
 )
@@ -285,7 +285,7 @@ class WarcFileReader:
         right up to the next `WARC/` line with no blank line between. A record whose headers do not parse is
         a problem row, and reading resumes at the next line that starts with `WARC/`."""
         reader = LineReader(stream)
-        loader = ArcWarcRecordLoader(verify_http=False, arc2warc=False)
+        loader = ResponseHeadersLoader(verify_http=False, arc2warc=False)
         seen = 0
         pending: tuple[int, bytes] | None = None
         start = 0

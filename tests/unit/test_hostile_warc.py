@@ -427,3 +427,28 @@ def test_a_huge_header_block_of_short_lines_is_bad_header(tmp_path: Path) -> Non
         writer.write_record(record)
     [row] = [r for r in WarcFileReader(str(path)).rows() if r.drop_reason != NOTE_REASON]
     assert row.drop_reason == "bad_header" and "header block over" in (row.drop_detail or "")
+
+
+def test_request_headers_are_never_parsed(tmp_path: Path) -> None:
+    # A request record's HTTP headers are not read at all (it is dropped as not_response by its WARC type), so
+    # even a header block over the bound costs nothing and the response after it is read as usual.
+    path = tmp_path / "requests.warc.gz"
+    page = b"<html><body><p>the page after a request with too many headers</p></body></html>"
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        cookies = [(f"X-Cookie-{i}", "v" * 100) for i in range(4000)]
+        request = StatusAndHeaders("GET /cookies HTTP/1.1", cookies, is_http_request=True)
+        writer.write_record(writer.create_warc_record("https://example.org/cookies", "request", http_headers=request))
+        response = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        writer.write_record(
+            writer.create_warc_record(
+                "https://example.org/cookies",
+                "response",
+                payload=BytesIO(page),
+                length=len(page),
+                http_headers=response,
+            )
+        )
+    first, second = WarcFileReader(str(path)).rows()
+    assert (first.drop_reason, first.drop_detail) == ("not_response", "request")
+    assert second.drop_reason is None and second.payload == page and second.http_status == 200
