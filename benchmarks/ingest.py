@@ -23,6 +23,15 @@ issue [5/7]. The machine may be shared: compare ratios within one run.
 
     python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
 
+The floor runs before and after curate; the ratios use the cheaper of the two. `--slowest N` lists instead the
+N pages that cost curate's extraction most, each against the floor's pass on the same page.
+
+Default size (20,325 records in 8 files, peer set 2,439), 2026-12-06, idle 2 vCPUs, CPU ms per record. At
+2bcc0db: local 2.92 cold / 2.61 warm, Spark 2.70 / 2.77, floor 1.82 (one run, after Spark), whole command
+3.24 against datatrove 23.2 (7.2x); local/floor 0.62x / 0.70x. After pages travel to the guard as Arrow
+views, header lines come from the inflated buffer and request headers are not parsed: local 2.61 / 2.34,
+Spark 2.36 / 2.27, floor 1.57 before and 1.56 after, whole command 2.82 against datatrove 20.4 (7.2x);
+local/floor 0.60x / 0.67x (the machine was faster in that run: the floor and datatrove moved as much).
 Runs on 2026-12-06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
 records), CPU ms per record. After Spark's Python workers write the stage themselves (worker_writes.py):
 local runner 2.62 / 2.79 cold, 2.32 / 2.62 warm; Spark local[2] 2.89 / 3.00 cold, 2.44 / 2.58 warm; floor
