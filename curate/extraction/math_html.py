@@ -152,6 +152,17 @@ _SE_GROUP = re.compile(r"\$\\(?:begin|end)group\$[ \t]*\n?")
 _DISPLAYSTYLE_WRAPPER = re.compile(r"^\{\\displaystyle\s*(.*)\}$", re.DOTALL)
 
 
+# resiliparse's text options for the defaults of `extract_main_text`.
+TEXT_OPTIONS: dict[str, Any] = {
+    "main_content": True,
+    "alt_texts": False,  # image descriptions are not main text; formula images were made text already
+    "links": False,
+    "comments": False,
+    "post_meta": False,  # bylines and dates: not text a model should learn from
+    "noscript": False,
+}
+
+
 def extract_main_text(html: str, *, main_content: bool = True, comments: bool = False) -> Extracted:
     """Main text of `html` with formulas as TeX (`$..$` inline, `$$..$$` display, on their own line).
 
@@ -163,15 +174,7 @@ def extract_main_text(html: str, *, main_content: bool = True, comments: bool = 
     if html.count("<") >= MAX_ELEMENT_DEPTH and _deeper_than_limit(tree):
         raise TooDeep(f"elements nest deeper than {MAX_ELEMENT_DEPTH} levels")
     rewritten, asciimath_page = _rewrite_math(tree)
-    text = extract_plain_text(
-        tree,
-        main_content=main_content,
-        alt_texts=False,  # image descriptions are not main text; formula images were made text already
-        links=False,
-        comments=comments,
-        post_meta=False,  # bylines and dates: not text a model should learn from
-        noscript=False,
-    )
+    text = extract_plain_text(tree, **{**TEXT_OPTIONS, "main_content": main_content, "comments": comments})
     if asciimath_page and "`" in text:
         text, n_asciimath = _BACKTICKS.subn(_backticks_to_tex, text)
         text = text.replace("\\`", "`")
