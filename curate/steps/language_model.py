@@ -10,8 +10,8 @@ Two costs of the model as shipped dominate language id on a page mix:
   is one, and that is computable for all positions at once: grow every window one byte at a time through
   the trie's own edges (an edge into a node one level deeper is the trie edge) and keep the deepest node
   reached at each end position. `_raw_scores` then scores the same counts in the same order as py3langid,
-  and `classify_many` decides every text of a batch with py3langid's float32 operations at once (one
-  page's decision in Python was a fifth of language id), so labels and scores are bit-identical
+  and `classify_many` decides every text of a batch with py3langid's float32 operations at once (which
+  saved ~4 % of language id over py3langid's decision per text), so labels and scores are bit-identical
   (tests/unit/test_language.py).
 """
 
