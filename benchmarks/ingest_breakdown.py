@@ -4,7 +4,7 @@
 from one command, on the same kind of input (every real HTML page of ../shared/data/html wrapped into WARC
 response records, the whole mix repeated):
 
-1. The stage as `curate ingest --local-runner` runs it (`run_extract` with the ingest steps), split into the
+1. The stage as `curate ingest --local-runner` runs it (`run_step_stage` with the ingest steps), split into the
    main process and the extraction guard's child (from /proc), against the floor on the same files.
 2. The main process per step: each step's own CPU (its output stream's, minus its input's), and the rest
    (Parquet writing, accounting, progress).
@@ -69,22 +69,30 @@ class TimedStep:
 def stage_breakdown(paths: list[Path], work: Path) -> tuple[int, float, float, list[tuple[str, float]]]:
     """Records, main-process CPU, guard-child CPU and each step's own main-process CPU of one local stage.
 
-    The steps are `ingest_steps`, each wrapped to count its CPU, run by `run_extract`: the same work as the
-    stage, in the same process.
+    The steps are `ingest_steps`, run by `run_step_stage` with the arguments `run_extract` gives it, each
+    wrapped to count its CPU: the same work as the stage, in the same process.
     """
     from curate.stage import Inputs, RunContext
-    from curate.stages.ingest import IngestConfig, ingest_steps, run_extract
+    from curate.stage_rows import run_step_stage
+    from curate.stages import ingest as ingest_stage
 
     # A first stage on one file starts the guard's child and loads the language model: one-off costs that
     # benchmarks/ingest.py reports as the cold pass.
     warm_up = RunContext(str(work / "warm-up"), runner="local", master="local[2]")
-    run_extract(warm_up, Inputs("01_extract", files=(str(paths[0]),)), IngestConfig())
+    ingest_stage.run_extract(warm_up, Inputs("01_extract", files=(str(paths[0]),)), ingest_stage.IngestConfig())
 
-    timed = [TimedStep(step) for step in ingest_steps(IngestConfig())]
+    timed = [TimedStep(step) for step in ingest_stage.ingest_steps(ingest_stage.IngestConfig())]
     ctx = RunContext(str(work / "timed"), runner="local", master="local[2]")
     tree_start, main_start = tree_cpu_seconds(), time.process_time()
-    files = tuple(str(path) for path in paths)
-    manifest = run_extract(ctx, Inputs("01_extract", files=files), IngestConfig(), timed)  # type: ignore[arg-type]
+    manifest = run_step_stage(
+        ctx,
+        Inputs("01_extract", files=tuple(str(path) for path in paths)),
+        timed,  # type: ignore[arg-type]
+        input_schema=ingest_stage.WARC_FILES,
+        count_by=("warc_path",),
+        collect_reasons=ingest_stage.FILE_PROBLEMS,
+        accounting=ingest_stage._per_file_accounting,
+    )
     main = time.process_time() - main_start
     child = tree_cpu_seconds() - tree_start - main
     own, upstream = [], 0.0

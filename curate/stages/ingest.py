@@ -101,14 +101,12 @@ def _per_file_accounting(counts: OutputCounts) -> tuple[list[dict[str, Any]], di
     return problems, {"per_file": dict(sorted(per_file.items()))}
 
 
-def run_extract(ctx: RunContext, inputs: Inputs, config: IngestConfig, steps: list[Step] | None = None) -> Manifest:
-    """`inputs.files`: the WARC files. Every record becomes one row, kept or dropped with a reason.
-
-    `steps` replaces `ingest_steps(config)` (benchmarks/ingest_breakdown.py runs them wrapped in timers)."""
+def run_extract(ctx: RunContext, inputs: Inputs, config: IngestConfig) -> Manifest:
+    """`inputs.files`: the WARC files. Every record becomes one row, kept or dropped with a reason."""
     return run_step_stage(
         ctx,
         inputs,
-        ingest_steps(config) if steps is None else steps,
+        ingest_steps(config),
         input_schema=WARC_FILES,
         count_by=("warc_path",),
         collect_reasons=FILE_PROBLEMS,
