@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def read_seed(paths: str | Path | Sequence[str | Path], *, text_field: str | Non
         if name.endswith(".parquet"):
             yield from _read_parquet(path, text_field)
         elif name.endswith(".cnxml"):
-            text = cnxml_to_text(path.read_bytes())
+            text = _cached_cnxml_text(path.read_bytes())
             if text:
                 yield SeedDoc(text, None, str(path))
         elif name.endswith((".json", ".json.gz")) and not _looks_like_jsonl(path):
@@ -174,6 +175,31 @@ _CNXML_BLOCK = {"para", "title", "item", "equation", "row", "caption", "problem"
 def _local(tag: str | Any) -> str:
     # Comments and processing instructions have a function as tag.
     return tag[tag.rfind("}") + 1 :] if isinstance(tag, str) else ""
+
+
+def _cached_cnxml_text(data: bytes) -> str:
+    """`cnxml_to_text`, kept per machine by the module's content and the converters' code: rewriting a
+    textbook's MathML costs seconds (7 s for the shared OpenStax calculus book), and every iteration of the
+    loop, and every run, trains on the same seed."""
+    from curate.cache_dir import cache_root
+    from curate.extraction import mathml
+    from curate.fingerprints import code_version
+
+    code = xxhash.xxh3_64(f"{code_version(cnxml_to_text)}:{code_version(mathml)}".encode()).hexdigest()
+    cached = cache_root() / f"cnxml-text-{code}" / f"{xxhash.xxh3_128_hexdigest(data)}.txt"
+    try:
+        return cached.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    text = cnxml_to_text(data)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = cached.with_name(f".{cached.name}.{os.getpid()}")
+        staging.write_bytes(text.encode("utf-8"))
+        os.replace(staging, cached)  # whole or absent, whichever worker writes it
+    except OSError:
+        pass  # no writable cache here: the next run converts again
+    return text
 
 
 def cnxml_to_text(data: bytes) -> str:

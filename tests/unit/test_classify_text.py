@@ -59,6 +59,38 @@ def test_cnxml_math_becomes_latex(shared_data: Path) -> None:
     assert f"${mathml_to_latex(fraction)}$" in text
 
 
+def test_a_cnxml_seed_is_converted_once_per_machine_and_again_when_its_content_changes(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "cache"))
+    module = sorted((shared_data / "math-text/openstax-calculus/modules").glob("m*/index.cnxml"))[0]
+    copy = tmp_path / "seed" / "index.cnxml"
+    copy.parent.mkdir()
+    copy.write_bytes(module.read_bytes())
+    first = [doc.text for doc in read_seed(copy)]
+    assert first == [cnxml_to_text(module.read_bytes())]
+    (cached,) = (tmp_path / "cache").glob("cnxml-text-*/*.txt")
+    assert cached.read_bytes().decode("utf-8") == first[0]
+    # A second read takes the cached text: the stored one, whatever is in it.
+    cached.write_bytes(b"stored text")
+    assert [doc.text for doc in read_seed(copy)] == ["stored text"]
+    # An edited module is another key: converted again, cached beside the first.
+    copy.write_bytes(module.read_bytes().replace(b"</content>", b"<para>One more line.</para></content>", 1))
+    edited = [doc.text for doc in read_seed(copy)]
+    assert edited[0].endswith("One more line.") and edited[0].startswith(first[0][:200])
+    assert len(list((tmp_path / "cache").glob("cnxml-text-*/*.txt"))) == 2
+
+
+def test_a_cnxml_seed_reads_without_a_writable_cache(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(blocker))
+    module = sorted((shared_data / "math-text/openstax-calculus/modules").glob("m*/index.cnxml"))[0]
+    assert [doc.text for doc in read_seed(module)] == [cnxml_to_text(module.read_bytes())]
+
+
 def test_read_seed_formats(shared_data: Path, tmp_path: Path) -> None:
     qa = list(read_seed(shared_data / "math-text/stackmathqa/data/stackmathqa100k/100.jsonl"))
     assert qa and all("\n\n" in d.text for d in qa)
