@@ -179,7 +179,7 @@ def _local(tag: str | Any) -> str:
 
 def _cached_cnxml_text(data: bytes) -> str:
     """`cnxml_to_text`, kept per machine by the module's content and the converters' code: rewriting a
-    textbook's MathML costs seconds (7 s for the shared OpenStax calculus book), and every iteration of the
+    textbook's MathML costs seconds (~5 s for the shared OpenStax calculus book), and every iteration of the
     loop, and every run, trains on the same seed."""
     from curate.cache_dir import cache_root
     from curate.extraction import mathml
