@@ -7,7 +7,9 @@ reads like the math web pages the classifier will score.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import gzip
 import json
 import os
@@ -182,24 +184,30 @@ def _cached_cnxml_text(data: bytes) -> str:
     textbook's MathML costs seconds (~5 s for the shared OpenStax calculus book), and every iteration of the
     loop, and every run, trains on the same seed."""
     from curate.cache_dir import cache_root
-    from curate.extraction import mathml
-    from curate.fingerprints import code_version
 
-    code = xxhash.xxh3_64(f"{code_version(cnxml_to_text)}:{code_version(mathml)}".encode()).hexdigest()
-    cached = cache_root() / f"cnxml-text-{code}" / f"{xxhash.xxh3_128_hexdigest(data)}.txt"
+    cached = cache_root() / f"cnxml-text-{_converter_version()}" / f"{xxhash.xxh3_128_hexdigest(data)}.txt"
     try:
         return cached.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError):
         pass
     text = cnxml_to_text(data)
+    staging = cached.with_name(f".{cached.name}.{os.getpid()}")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        staging = cached.with_name(f".{cached.name}.{os.getpid()}")
         staging.write_bytes(text.encode("utf-8"))
         os.replace(staging, cached)  # whole or absent, whichever worker writes it
     except OSError:
-        pass  # no writable cache here: the next run converts again
+        with contextlib.suppress(OSError):
+            staging.unlink()  # our own partial write, if any
     return text
+
+
+@functools.cache
+def _converter_version() -> str:
+    from curate.extraction import mathml
+    from curate.fingerprints import code_version
+
+    return xxhash.xxh3_64(f"{code_version(cnxml_to_text)}:{code_version(mathml)}".encode()).hexdigest()
 
 
 def cnxml_to_text(data: bytes) -> str:
