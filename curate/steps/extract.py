@@ -29,6 +29,9 @@ _PASSTHROUGH = (
     "content_type",
 )
 
+# Columns this step makes; the rest of DOCUMENTS but the language columns is passed through from its input.
+_EXTRACTED = ("charset", "text", "n_chars", "has_math_markup", DROP_REASON, DROP_DETAIL)
+
 # No real page of the shared data takes more than a fraction of a second; a minute is a page that never ends.
 DEFAULT_RECORD_TIMEOUT_S = 60.0
 # The extraction child's address-space cap: a page that needs more is dropped, not the worker's host.
@@ -90,28 +93,40 @@ class ExtractStep(Step):
         return outcome
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        columns: dict[str, list[Any]] = {name: batch.column(name).to_pylist() for name in _PASSTHROUGH}
         payloads = _payload_views(batch.column("payload")) if self.isolated else batch.column("payload").to_pylist()
         http_charsets = batch.column("http_charset").to_pylist()
-        out: dict[str, list[Any]] = {name: [] for name in (*DOCUMENTS.names, DROP_REASON, DROP_DETAIL)}
-        for i, payload in enumerate(payloads):
-            text, charset, has_math, reason, detail = self._extract(
-                payload, http_charsets[i], columns["content_type"][i]
-            )
-            for name in _PASSTHROUGH:
-                out[name].append(columns[name][i])
-            out["charset"].append(charset)
-            out["language"].append(None)
-            out["language_score"].append(None)
-            out["text"].append(text if reason is None else None)
-            out["n_chars"].append(len(text) if text is not None and reason is None else None)
-            out["has_math_markup"].append(has_math)
-            out[DROP_REASON].append(reason)
-            out[DROP_DETAIL].append(detail)
-        return pa.RecordBatch.from_pydict(out, schema=with_drop_fields(DOCUMENTS))
+        content_types = batch.column("content_type").to_pylist()
+        made: dict[str, list[Any]] = {name: [] for name in _EXTRACTED}
+        for payload, http_charset, content_type in zip(payloads, http_charsets, content_types, strict=True):
+            text, charset, has_math, reason, detail = self._extract(payload, http_charset, content_type)
+            kept = text if reason is None else None
+            made["charset"].append(charset)
+            made["text"].append(kept)
+            made["n_chars"].append(None if kept is None else len(kept))
+            made["has_math_markup"].append(has_math)
+            made[DROP_REASON].append(reason)
+            made[DROP_DETAIL].append(detail)
+        # One output row per input row: the passed-through columns are the input's own arrays, not copies.
+        schema = with_drop_fields(DOCUMENTS)
+        columns = [
+            batch.column(field.name).cast(field.type)
+            if field.name in _PASSTHROUGH
+            else pa.array(made.get(field.name, [None] * batch.num_rows), field.type)
+            for field in schema
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _payload_views(payloads: pa.Array) -> list[memoryview | None]:
     """Each page as a view of the Arrow buffer that holds it: the guard sends it to its child from there, so the
-    batch's pages (100 pages of ~150 KB on the real mix) are not first copied into Python bytes objects."""
-    return [memoryview(page.as_buffer()) if page.is_valid else None for page in payloads]
+    batch's pages (100 pages of ~150 KB on the real mix) are not first copied into Python bytes objects. They
+    are cut from the array's offsets and data buffers, without an Arrow scalar per page."""
+    if len(payloads) == 0:
+        return []
+    _, offsets_buffer, data_buffer = payloads.buffers()
+    raw_offsets = memoryview(offsets_buffer)
+    all_offsets = raw_offsets.cast("q") if pa.types.is_large_binary(payloads.type) else raw_offsets.cast("i")
+    offsets = all_offsets[payloads.offset : payloads.offset + len(payloads) + 1]
+    data = memoryview(data_buffer if data_buffer is not None else b"")
+    valid = payloads.is_valid().to_pylist() if payloads.null_count else [True] * len(payloads)
+    return [data[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(payloads))]
