@@ -12,14 +12,19 @@ response records, the whole mix repeated):
    main-content text) against curate's (sniffing and decoding, parsing, the nesting check, the math rewrite,
    main-content text, the formula spans) on every page of the mix, the mean of `--passes` passes. The sum of
    curate's phases is printed beside `extract_record` itself, which is what the guard's child runs. The
-   child's CPU per record in (1) minus this is what running it as a guarded child costs the child.
-4. The fixed cost of one `curate ingest --local-runner` command on a one-record WARC (interpreter, imports,
+   child's CPU per record in (1) minus this is what the child pays in the stage beyond the function itself:
+   its side of the guard's protocol, and whatever else differs there (the stage's other steps run between
+   its records, and share its caches).
+4. The guard's own cost: every page through `extract_record` in this process and through the guard (this
+   process and its child), the two passes alternating with the order swapped each round, the median of
+   `--rounds`.
+5. The fixed cost of one `curate ingest --local-runner` command on a one-record WARC (interpreter, imports,
    the guard child's start, the stage bookkeeping), as a whole command (os.wait4).
 
-    python benchmarks/ingest_breakdown.py [--records 5000] [--files 2] [--passes 3]
+    python benchmarks/ingest_breakdown.py [--records 5000] [--files 2] [--passes 3] [--rounds 8]
 
-All figures are CPU ms: per record in (1) and (2), per page in (3), per command in (4). Run it on an idle
-machine; run to run, figures move by about 5 %.
+All figures are CPU ms: per record in (1) and (2), per page in (3) and (4), per command in (5). Run it on an
+idle machine; run to run, figures move by about 5 %.
 """
 
 from __future__ import annotations
@@ -160,6 +165,47 @@ def page_phases(passes: int) -> tuple[int, dict[str, float], dict[str, float], f
     return len(bodies), mean_of(floor), mean_of(curate), mean_of(whole)["whole"]
 
 
+def guard_cost(rounds: int) -> tuple[int, float, float]:
+    """Per page, `extract_record` in this process and through the extraction guard, as the median of `rounds`.
+
+    The two passes alternate, and each round swaps which goes first: on this machine the first of two
+    back-to-back passes is often the slower, whatever it runs. The guarded pass counts this process and the
+    guard's child (`tree_cpu_seconds`). Their difference is the guard's own cost, parent and child; table 3's
+    last line also holds what the stage's other steps do to the child's caches.
+    """
+    from support.warcs import real_pages
+
+    from curate.extraction.record import extract_record
+    from curate.runners.guard import RecordGuard
+
+    bodies = [page.html for page in real_pages(SHARED)]
+    guard = RecordGuard("curate.extraction.record:extract_record", kind="extract", timeout_s=60.0)
+
+    def in_process() -> None:
+        for body in bodies:
+            extract_record(body, None, "text/html", 1)
+
+    def guarded() -> None:
+        for body in bodies:
+            guard.call(memoryview(body), None, "text/html", 1)
+
+    passes = {"in-process": in_process, "guarded": guarded}
+    spent: dict[str, list[float]] = {name: [] for name in passes}
+    try:
+        in_process()
+        guarded()  # starts the child and warms it
+        for round_number in range(rounds):
+            names = list(passes) if round_number % 2 else list(reversed(passes))
+            for name in names:
+                start = tree_cpu_seconds()
+                passes[name]()
+                spent[name].append(1000 * (tree_cpu_seconds() - start) / len(bodies))
+    finally:
+        guard.close()
+    median = {name: sorted(values)[len(values) // 2] for name, values in spent.items()}
+    return len(bodies), median["in-process"], median["guarded"]
+
+
 def start_up_cost(work: Path) -> float:
     """CPU seconds of one whole `curate ingest --local-runner` command on a WARC of one real page."""
     from support.warcs import real_pages, write_warc
@@ -180,6 +226,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5000, help="HTML response records in the stage run")
     parser.add_argument("--files", type=int, default=2, help="WARC files to spread them over")
     parser.add_argument("--passes", type=int, default=3, help="passes over the pages for the phase table")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds for the guard's cost")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="curate-bench-breakdown-"))
@@ -212,7 +259,12 @@ def main() -> None:
         print(f"  {'sum':<52} {sum(floor_phases.values()):6.3f} {sum(curate_phases.values()):6.3f}")
         print(f"  {'extract_record, whole (what the guard child runs)':<52} {'':6} {whole:6.3f}")
         print(f"  {'guard child a record (1) minus extract_record':<52} {'':6} {child_cpu * per_record - whole:6.3f}")
-        print(f"\n4. one whole `curate ingest --local-runner` command, one record: {start_up_cost(work):.2f} CPU s")
+        pages, in_process, guarded = guard_cost(args.rounds)
+        print(f"\n4. the guard's own cost, {pages} pages, median of {args.rounds} alternating rounds (CPU ms a page)")
+        print(f"  {'extract_record in this process':<52} {in_process:6.3f}")
+        print(f"  {'through the guard (this process and its child)':<52} {guarded:6.3f}")
+        print(f"  {'the guard':<52} {guarded - in_process:6.3f}")
+        print(f"\n5. one whole `curate ingest --local-runner` command, one record: {start_up_cost(work):.2f} CPU s")
     finally:
         if args.keep:
             print(f"kept {work}")
