@@ -32,6 +32,9 @@ Default size (20,325 records in 8 files, peer set 2,439), 2026-12-06, idle 2 vCP
 views, header lines come from the inflated buffer and request headers are not parsed: local 2.61 / 2.34,
 Spark 2.36 / 2.27, floor 1.57 before and 1.56 after, whole command 2.82 against datatrove 20.4 (7.2x);
 local/floor 0.60x / 0.67x (the machine was faster in that run: the floor and datatrove moved as much).
+Two runs of the same code (393d9d2), 2026-12-06 21:40 and 23:00: local 2.52 / 2.60 and 2.37 / 2.63, Spark
+2.48 / 2.50 and 2.46 / 2.50, floor 1.64 / 1.72 and 1.63 / 1.75, whole command 3.38 and 2.82 against datatrove
+22.71 and 23.26 (6.7x and 8.2x); local/floor 0.65x / 0.63x and 0.69x / 0.62x. Single runs move that much.
 Runs on 2026-12-06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
 records), CPU ms per record. After Spark's Python workers write the stage themselves (worker_writes.py):
 local runner 2.62 / 2.79 cold, 2.32 / 2.62 warm; Spark local[2] 2.89 / 3.00 cold, 2.44 / 2.58 warm; floor
