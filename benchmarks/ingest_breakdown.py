@@ -16,8 +16,8 @@ response records, the whole mix repeated):
    its side of the guard's protocol, and whatever else differs there (the stage's other steps run between
    its records, and share its caches).
 4. The guard's own cost: every page through `extract_record` in this process and through the guard (this
-   process and its child), the two passes alternating with the order swapped each round, the median of
-   `--rounds`.
+   process and its child, in batches of a reader's 100 pages as ExtractStep sends them), the two passes
+   alternating with the order swapped each round, the median of `--rounds`.
 5. The fixed cost of one `curate ingest --local-runner` command on a one-record WARC (interpreter, imports,
    the guard child's start, the stage bookkeeping), as a whole command (os.wait4).
 
@@ -177,6 +177,7 @@ def guard_cost(rounds: int) -> tuple[int, float, float]:
 
     from curate.extraction.record import extract_record
     from curate.runners.guard import RecordGuard
+    from curate.steps.read_warc import BATCH_ROWS
 
     bodies = [page.html for page in real_pages(SHARED)]
     guard = RecordGuard("curate.extraction.record:extract_record", kind="extract", timeout_s=60.0)
@@ -186,8 +187,9 @@ def guard_cost(rounds: int) -> tuple[int, float, float]:
             extract_record(body, None, "text/html", 1)
 
     def guarded() -> None:
-        for body in bodies:
-            guard.call(memoryview(body), None, "text/html", 1)
+        # As ExtractStep sends them: a reader's batch of pages at once.
+        for start in range(0, len(bodies), BATCH_ROWS):
+            guard.call_many([(memoryview(body), None, "text/html", 1) for body in bodies[start : start + BATCH_ROWS]])
 
     passes = {"in-process": in_process, "guarded": guarded}
     spent: dict[str, list[float]] = {name: [] for name in passes}

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from curate.extraction.record import Outcome, extract_record
-from curate.runners.guard import Failure, RecordGuard
+from curate.runners.guard import Failure, Raised, RecordGuard
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, with_drop_fields
 from curate.step import Step, worker_cached
 
@@ -80,25 +80,33 @@ class ExtractStep(Step):
             ),
         )
 
-    def _extract(
-        self, payload: bytes | memoryview | None, http_charset: str | None, content_type: str | None
-    ) -> Outcome:
+    def _outcomes(
+        self, payloads: list[Any], http_charsets: list[str | None], content_types: list[str | None]
+    ) -> list[Outcome]:
+        """Each record's extraction: in this process, or the whole batch through the guard's child at once."""
         if not self.isolated:
-            page = payload.tobytes() if isinstance(payload, memoryview) else payload
-            return extract_record(page, http_charset, content_type, self.min_chars)
-        result = self._guard().call(payload, http_charset, content_type, self.min_chars)
-        if isinstance(result, Failure):
-            return None, None, None, result.reason, result.detail
-        outcome: Outcome = result
-        return outcome
+            return [
+                extract_record(payload, http_charset, content_type, self.min_chars)
+                for payload, http_charset, content_type in zip(payloads, http_charsets, content_types, strict=True)
+            ]
+        requests = [
+            (payload, http_charset, content_type, self.min_chars)
+            for payload, http_charset, content_type in zip(payloads, http_charsets, content_types, strict=True)
+        ]
+        outcomes: list[Outcome] = []
+        for result in self._guard().call_many(requests):
+            if isinstance(result, Raised):
+                raise result.exception  # `process_contained` runs the batch again row by row
+            outcomes.append((None, None, None, result.reason, result.detail) if isinstance(result, Failure) else result)
+        return outcomes
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         payloads = _payload_views(batch.column("payload")) if self.isolated else batch.column("payload").to_pylist()
-        http_charsets = batch.column("http_charset").to_pylist()
-        content_types = batch.column("content_type").to_pylist()
+        outcomes = self._outcomes(
+            payloads, batch.column("http_charset").to_pylist(), batch.column("content_type").to_pylist()
+        )
         made: dict[str, list[Any]] = {name: [] for name in _EXTRACTED}
-        for payload, http_charset, content_type in zip(payloads, http_charsets, content_types, strict=True):
-            text, charset, has_math, reason, detail = self._extract(payload, http_charset, content_type)
+        for text, charset, has_math, reason, detail in outcomes:
             kept = text if reason is None else None
             made["charset"].append(charset)
             made["text"].append(kept)

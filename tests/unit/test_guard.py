@@ -14,7 +14,7 @@ from support.guard_targets import behave
 from support.warcs import real_pages
 
 from curate.errors import CurateError
-from curate.runners.guard import Failure, RecordGuard
+from curate.runners.guard import Failure, Raised, RecordGuard
 from curate.steps.extract import extract_record
 
 TARGET = "support.guard_targets:behave"
@@ -68,6 +68,55 @@ def test_a_crash_drops_the_record_and_the_next_one_succeeds(
     assert guard.restarts == 1
 
 
+@pytest.mark.parametrize(
+    ("bad", "reason", "detail"),
+    [
+        (("segfault", None), "extract_crash", "signal SIGSEGV"),
+        (("exit", 3), "extract_crash", "exit code 3"),
+        (("allocate", 2 * 2**30), "extract_crash", "over the worker's 1024 MB memory cap"),
+    ],
+)
+def test_a_crash_inside_a_batch_costs_that_record_only(
+    guard: RecordGuard, bad: tuple[str, object], reason: str, detail: str
+) -> None:
+    good = [("return", index) for index in range(6)]
+    batch = [*good[:2], bad, *good[2:4], bad, *good[4:]]
+    results = guard.call_many(batch)
+    assert [results[index] for index in (0, 1, 3, 4, 6, 7)] == [behave(*request) for request in good]
+    for failure in (results[2], results[5]):
+        assert isinstance(failure, Failure)
+        assert failure.reason == reason
+        assert detail in failure.detail
+    assert guard.restarts == 2
+    assert guard.call_many([("return", "after")]) == [behave("return", "after")]
+
+
+def test_a_record_past_the_deadline_inside_a_batch_costs_that_record_only() -> None:
+    guard = RecordGuard(TARGET, kind="extract", timeout_s=0.5)
+    try:
+        results = guard.call_many([("return", 1), ("sleep", 30), ("sleep", 0.01), ("return", 2)])
+        assert results == [
+            behave("return", 1),
+            Failure("extract_timeout", "no result within 0.5 s; worker process killed"),
+            "woke",
+            behave("return", 2),
+        ]
+        assert guard.restarts == 1
+    finally:
+        guard.close()
+
+
+def test_an_exception_inside_a_batch_is_handed_back_for_that_record(guard: RecordGuard) -> None:
+    results = guard.call_many([("return", 1), ("raise", 7), ("raise_unpicklable", 8), ("return", 2)])
+    assert results[0] == behave("return", 1)
+    assert results[3] == behave("return", 2)
+    assert isinstance(results[1], Raised)
+    assert str(results[1].exception) == "bad record 7"
+    assert isinstance(results[2], Raised)
+    assert "Unpicklable: holds a lock: 8" in str(results[2].exception)
+    assert guard.restarts == 0
+
+
 def test_a_record_past_the_deadline_is_a_timeout_and_the_child_is_replaced() -> None:
     guard = RecordGuard(TARGET, kind="extract", timeout_s=0.5)
     try:
@@ -100,9 +149,9 @@ def test_guarded_extraction_equals_in_process_extraction(shared_data: Path) -> N
     assert len(pages) == 12
     guard = RecordGuard("curate.steps.extract:extract_record", kind="extract", timeout_s=60.0, memory_mb=4096)
     try:
-        for page in pages:
-            args = (page.html, None, "text/html", 1)
-            assert guard.call(*args) == extract_record(*args), page.source.name
+        requests = [(page.html, None, "text/html", 1) for page in pages]
+        assert guard.call_many(requests) == [extract_record(*args) for args in requests]
+        assert guard.call(*requests[0]) == extract_record(*requests[0])
         assert guard.restarts == 0
     finally:
         guard.close()
@@ -122,31 +171,44 @@ def test_a_child_that_cannot_start_is_the_jobs_error_not_a_drop(target: str, mem
         guard.call("return", 1)
 
 
-@pytest.mark.parametrize("cut", ["in the sizes", "in the pickle", "in the page"])
+@pytest.mark.parametrize("cut", ["in the batch header", "in the sizes", "in the pickle", "in the page"])
 def test_a_child_whose_worker_goes_away_mid_request_exits_quietly(cut: str) -> None:
     import os
     import pickle
     import struct
     import subprocess
     import sys
+    import tempfile
 
     page = b"<p>" * 5000
     buffers: list[pickle.PickleBuffer] = []
     body = pickle.dumps(("return", pickle.PickleBuffer(page)), protocol=5, buffer_callback=buffers.append)
+    # A batch of two requests, the first whole: the child runs nothing until it has read the whole batch.
     request = struct.pack("!QQ", len(body), 1) + struct.pack("!Q", len(page)) + body + page
-    stop = {"in the sizes": 20, "in the pickle": 24 + len(body) // 2, "in the page": len(request) - 100}[cut]
+    batch = struct.pack("!Q", 2) + request + request
+    second = 8 + len(request)
+    stop = {
+        "in the batch header": 5,
+        "in the sizes": second + 20,
+        "in the pickle": second + 24 + len(body) // 2,
+        "in the page": len(batch) - 100,
+    }[cut]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "curate.runners.guard", TARGET, "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    stdout, stderr = child.communicate(request[:stop], timeout=30)
+    with tempfile.TemporaryFile() as progress:
+        progress.write(bytes(8))
+        progress.flush()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "curate.runners.guard", TARGET, "0", str(progress.fileno())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=(progress.fileno(),),
+        )
+        stdout, stderr = child.communicate(batch[:stop], timeout=30)
     assert child.returncode == 0, stderr.decode(errors="replace")
     assert stderr == b""
-    # Its ready message, and no reply to the half-sent record.
+    # Its ready message, and no reply to the half-sent batch.
     (ready_size,) = struct.unpack("!Q", stdout[:8])
     assert len(stdout) == 8 + ready_size
     assert pickle.loads(stdout[8:]) == (0, None)
