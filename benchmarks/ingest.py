@@ -35,6 +35,12 @@ local/floor 0.60x / 0.67x (the machine was faster in that run: the floor and dat
 Two runs of the same code (393d9d2), 2026-12-06 21:40 and 23:00: local 2.52 / 2.60 and 2.37 / 2.63, Spark
 2.48 / 2.50 and 2.46 / 2.50, floor 1.64 / 1.72 and 1.63 / 1.75, whole command 3.38 and 2.82 against datatrove
 22.71 and 23.26 (6.7x and 8.2x); local/floor 0.65x / 0.63x and 0.69x / 0.62x. Single runs move that much.
+After the guard takes a batch of pages at once (502a2b3), 23:45: local 2.47 / 2.69, Spark 2.82 / 2.77, floor
+1.65 before and 1.77 after (the machine slowed during the run), whole command 3.00 against datatrove 23.47
+(7.8x); local/floor 0.67x / 0.61x; Spark/local 1.14x / 1.03x, Spark wall 0.62x / 0.54x. An alternating A/B of
+the guard's two protocols on 5,691 records (two runs each, CPU ms a record, cold / warm): Spark 2.62 / 2.44 and
+2.72 / 2.63 before, 2.54 / 2.34 and 2.74 / 2.30 after; local 2.71 / 2.57 and 2.53 / 2.52 before, 2.60 / 2.58
+and 2.34 / 2.49 after.
 Runs on 2026-12-06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
 records), CPU ms per record. After Spark's Python workers write the stage themselves (worker_writes.py):
 local runner 2.62 / 2.79 cold, 2.32 / 2.62 warm; Spark local[2] 2.89 / 3.00 cold, 2.44 / 2.58 warm; floor
