@@ -43,7 +43,8 @@ the guard's two protocols on 5,691 records (two runs each, CPU ms a record, cold
 and 2.34 / 2.49 after. A second run after the change: local 2.43 / 2.46, Spark 2.75 / 2.48, floor 1.70 / 1.68,
 whole command 2.97 against datatrove 20.66 (6.95x); local/floor 0.69x / 0.68x; Spark wall 0.62x / 0.54x. The
 A/B for Spark alone on the default 8 files: 2.58 / 2.39 and 2.71 / 2.55 before, 2.65 / 2.63 and 2.47 / 2.31
-after: no difference beyond the noise, where the single runs above gave cold Spark 2.75-2.82 after and 2.46-2.48 before.
+after: no difference beyond the noise, where the single runs above gave cold Spark 2.75-2.82 after and
+2.46-2.48 before.
 Runs on 2026-12-06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
 records), CPU ms per record. After Spark's Python workers write the stage themselves (worker_writes.py):
 local runner 2.62 / 2.79 cold, 2.32 / 2.62 warm; Spark local[2] 2.89 / 3.00 cold, 2.44 / 2.58 warm; floor
