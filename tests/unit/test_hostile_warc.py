@@ -164,7 +164,13 @@ def test_damaged_real_warcs_never_crash_and_never_lose_records_silently(case: tu
     if source != str(SINGLE_MEMBER):  # offsets of a whole-file gzip are in the decompressed stream
         before = {doc_id for doc_id, _, end in original if end <= at}
         assert before <= records, f"{kind} at {at} lost records that lie before it"
-    cut_between_records = kind == "truncate" and source != str(SINGLE_MEMBER) and at in {e for _, _, e in original}
+    # A cut that leaves a whole record and at most the blank lines after it cannot be told from a file that ends
+    # there: writers end records with two CRLFs, one, or none (ClueWeb09).
+    cut_between_records = (
+        kind == "truncate"
+        and source != str(SINGLE_MEMBER)
+        and any(end <= at and not damaged[end:at].strip(b"\r\n") for _, _, end in original)
+    )
     if len(records) != len(original) and not cut_between_records:
         assert named, f"{kind} at {at}: {len(records)} of {len(original)} records and no problem named"
 
