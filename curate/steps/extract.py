@@ -15,7 +15,7 @@ import pyarrow as pa
 from curate.extraction.record import Outcome, extract_record
 from curate.runners.guard import Failure, Raised, RecordGuard
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, with_drop_fields
-from curate.step import Step, worker_cached
+from curate.step import Step, conform, worker_cached
 
 _PASSTHROUGH = (
     "doc_id",
@@ -29,7 +29,7 @@ _PASSTHROUGH = (
     "content_type",
 )
 
-# Columns this step makes; the rest of DOCUMENTS but the language columns is passed through from its input.
+# Columns this step makes; the others of DOCUMENTS are its input's, or the language columns a later step fills.
 _EXTRACTED = ("charset", "text", "n_chars", "has_math_markup", DROP_REASON, DROP_DETAIL)
 
 # No real page of the shared data takes more than a fraction of a second; a minute is a page that never ends.
@@ -114,15 +114,12 @@ class ExtractStep(Step):
             made["has_math_markup"].append(has_math)
             made[DROP_REASON].append(reason)
             made[DROP_DETAIL].append(detail)
-        # One output row per input row: the passed-through columns are the input's own arrays, not copies.
+        # One output row per input row: the passed-through columns are the input's own arrays, not copies, and
+        # the language columns, which a later step fills, come out null.
         schema = with_drop_fields(DOCUMENTS)
-        columns = [
-            batch.column(field.name).cast(field.type)
-            if field.name in _PASSTHROUGH
-            else pa.array(made.get(field.name, [None] * batch.num_rows), field.type)
-            for field in schema
-        ]
-        return pa.RecordBatch.from_arrays(columns, schema=schema)
+        columns = {name: batch.column(name) for name in _PASSTHROUGH}
+        columns.update({name: pa.array(values, schema.field(name).type) for name, values in made.items()})
+        return conform(pa.RecordBatch.from_pydict(columns), schema)
 
 
 def _payload_views(payloads: pa.Array) -> list[memoryview | None]:
