@@ -138,6 +138,33 @@ def test_wikipedia_hidden_mathml_with_fallback_image() -> None:
     assert "It is written $\\operatorname {Var} (X)$ in most books." in lines_of(body)
 
 
+def test_wikipedia_groups_are_replaced_whole_in_every_form() -> None:
+    image = "<img src='https://wikimedia.org/api/rest_v1/media/math/render/svg/{0}' class='{1}' alt='{2}'>"
+    display = (
+        "<div><span class='mwe-math-element mwe-math-element-block'><span class='mwe-math-mathml-display "
+        "mwe-math-mathml-a11y' style='display: none;'><math display='block'><semantics><mi>S</mi>"
+        "<annotation encoding='application/x-tex'>{\\displaystyle S=\\sum _{i}a_{i}}</annotation></semantics>"
+        "</math></span>" + image.format("d", "mwe-math-fallback-image-display", "{\\displaystyle S}") + "</span></div>"
+    )
+    # MathML that is not inside a hidden wrapper still stands for the whole group: the image is not a second copy.
+    visible = (
+        "<p>Visible <span class='mwe-math-element'><math><semantics><mi>v</mi><annotation "
+        "encoding='application/x-tex'>v_{0}</annotation></semantics></math>"
+        + image.format("v", "mwe-math-fallback-image-inline", "{\\displaystyle v_{0}}")
+        + "</span> once.</p>"
+    )
+    # An older MediaWiki writes only the image: its alt text is the formula.
+    image_only = (
+        "<p>Image <span class='mwe-math-element'>"
+        + image.format("i", "mwe-math-fallback-image-inline", "{\\displaystyle \\alpha +1}")
+        + "</span> only.</p>"
+    )
+    lines = lines_of(display + visible + image_only)
+    assert "$$S=\\sum _{i}a_{i}$$" in lines
+    assert "Visible $v_{0}$ once." in lines
+    assert "Image $\\alpha +1$ only." in lines
+
+
 def test_nested_candidates_are_rewritten_once() -> None:
     # The fallback image inside a replaced Wikipedia group, the script inside a `.math` wrapper and the
     # formulas of a hidden section must each be handled exactly once, without touching replaced nodes.
