@@ -525,10 +525,13 @@ def _image_tex(img: DOMNode) -> str | None:
 
 
 def _plan_formula_images(plan: _Plan, images: list[DOMNode]) -> None:
+    # An image holds no element, so only a formula planned before this pass can cover one: on a page of formula
+    # images alone, no image is looked up (10 us each).
+    planned_before = bool(plan.edits)
     for img in images:
         tex = _image_tex(img)
         # A fallback image inside a formula group planned by the MathML pass goes with its group.
-        if tex is None or plan.covers(img):
+        if tex is None or (planned_before and plan.covers(img)):
             continue
         plan.add(img, tex, _stands_alone(img))
 
