@@ -21,54 +21,18 @@ Peer set, each a whole command (wall and CPU of the child and what it reaps, fro
 Prints records/s, records per CPU-second and CPU ms per record for each, then the ratios against the targets of
 issue [5/7]. The machine may be shared: compare ratios within one run.
 
-    python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000]
+    python benchmarks/ingest.py [--records 20000] [--files 8] [--peer-records 2000] [--rounds 1]
 
-The floor runs before and after curate; the ratios use the cheaper of the two. `--slowest N` lists instead the
-N pages that cost curate's extraction most, each against the floor's pass on the same page.
+The floor runs before and after each local-runner pass, and each pass is set against the cheaper of its two
+neighbours. With `--rounds N` the local runner and the floor alternate N times on the main set, and the curate
+command and datatrove N times on the peer set (the order swapped each round); Spark and OpenWebMath run once.
+The local/floor and curate/datatrove ratios are then the median of the rounds, with their range. Run to run the
+same code moves 10-20 % on this 2-vCPU machine (four back-to-back runs of one curate command: 6.5-7.7 CPU s),
+so one round decides nothing a few percent wide. `--slowest N` lists instead the N pages that cost curate's
+extraction most, each against the floor's pass on the same page.
 
-Default size (20,325 records in 8 files, peer set 2,439), 2026-12-06, idle 2 vCPUs, CPU ms per record. At
-2bcc0db: local 2.92 cold / 2.61 warm, Spark 2.70 / 2.77, floor 1.82 (one run, after Spark), whole command
-3.24 against datatrove 23.2 (7.2x); local/floor 0.62x / 0.70x. After pages travel to the guard as Arrow
-views, header lines come from the inflated buffer and request headers are not parsed: local 2.61 / 2.34,
-Spark 2.36 / 2.27, floor 1.57 before and 1.56 after, whole command 2.82 against datatrove 20.4 (7.2x);
-local/floor 0.60x / 0.67x (the machine was faster in that run: the floor and datatrove moved as much).
-Two runs of the same code (393d9d2), 2026-12-06 21:40 and 23:00: local 2.52 / 2.60 and 2.37 / 2.63, Spark
-2.48 / 2.50 and 2.46 / 2.50, floor 1.64 / 1.72 and 1.63 / 1.75, whole command 3.38 and 2.82 against datatrove
-22.71 and 23.26 (6.7x and 8.2x); local/floor 0.65x / 0.63x and 0.69x / 0.62x. Single runs move that much.
-After the guard takes a batch of pages at once (502a2b3), 23:45: local 2.47 / 2.69, Spark 2.82 / 2.77, floor
-1.65 before and 1.77 after (the machine slowed during the run), whole command 3.00 against datatrove 23.47
-(7.8x); local/floor 0.67x / 0.61x; Spark/local 1.14x / 1.03x, Spark wall 0.62x / 0.54x. An alternating A/B of
-the guard's two protocols on 5,691 records (two runs each, CPU ms a record, cold / warm): Spark 2.62 / 2.44 and
-2.72 / 2.63 before, 2.54 / 2.34 and 2.74 / 2.30 after; local 2.71 / 2.57 and 2.53 / 2.52 before, 2.60 / 2.58
-and 2.34 / 2.49 after. A second run after the change: local 2.43 / 2.46, Spark 2.75 / 2.48, floor 1.70 / 1.68,
-whole command 2.97 against datatrove 20.66 (6.95x); local/floor 0.69x / 0.68x; Spark wall 0.62x / 0.54x. The
-A/B for Spark alone on the default 8 files: 2.58 / 2.39 and 2.71 / 2.55 before, 2.65 / 2.63 and 2.47 / 2.31
-after: no difference beyond the noise, where the single runs above gave cold Spark 2.75-2.82 after and
-2.46-2.48 before.
-Runs on 2026-12-06, idle 2 vCPUs, `--records 3000 --files 2 --peer-records 1000` (813 pages x 4 = 3,252
-records), CPU ms per record. After Spark's Python workers write the stage themselves (worker_writes.py):
-local runner 2.62 / 2.79 cold, 2.32 / 2.62 warm; Spark local[2] 2.89 / 3.00 cold, 2.44 / 2.58 warm; floor
-1.66 / 1.70; Spark/local 1.10x / 1.08x cold, 1.05x / 0.98x warm; Spark wall 0.60x / 0.60x the local runner's
-cold; local/floor 0.63x / 0.61x cold, 0.71x / 0.65x warm; datatrove 24.8 / 24.1 ms (a slower machine that
-day), curate whole command 7.9x / 6.3x. The same day before that change: Spark 4.55 cold, 3.13 warm (1.43x /
-1.22x the local runner). Earlier runs, after the one-query math rewrite, the sort-based language-id
-counts and raw page buffers through the extraction guard (the second also with the installed pyspark in
-local workers): local
-runner 2.44 / 2.27 cold, 2.20 / 2.25 warm; Spark local[2] 4.38 / 4.02 cold, 2.62 / 2.63 warm; floor
-1.46 / 1.47; Spark/local 1.79x / 1.77x cold, 1.19x / 1.17x warm; local/floor 0.60x / 0.65x cold, 0.67x /
-0.65x warm; curate whole command 2.76 / 2.78 ms vs datatrove 19.11 / 19.19 ms: 6.9x. The session before:
-local 2.56 / 2.39 cold, 2.24 / 2.21 warm; Spark 4.25 / 4.26 cold, 2.76 / 2.79 warm; 6.1x. Run to run the
-figures move about +-10%, more for cold. Before that round: local 3.27 / 2.61, Spark 5.44 / 2.88, floor
-1.42, 4.6x datatrove. With `--records 12000` (12,195 records, an earlier round), where the one-off costs
-weigh less: Spark/local 1.29x cold, 1.07x warm; local/floor 0.62x; Spark wall 0.72x the local runner's.
-Where the local runner's rest goes (2026-12-06, same files, uncommitted scripts): the guarded extraction
-costs 1.85-1.93 ms a record against 1.62-1.69 in-process on the same pages, so the guard costs ~0.25 ms,
-not the ~0.09 ms of the parent's side alone (a round trip with a 1-byte page 0.05 ms, carrying the average
-156 KB page 0.085 ms more, the rest the child's own slower pass); sending 100 pages per request saved
-~0.07 ms. In-process, our extraction is 1.62-1.69 ms against the floor's 1.43-1.53 ms parse and
-main-content pass on the same stream. Reading with warcio (WarcFileReader) costs 0.38-0.41 ms a record
-against FastWARC's 0.18 ms. Language id 0.25 ms, URL normalising 0.03 ms, the Parquet write and accounting
-~0.05 ms. Spark's remaining cold excess is the Python workers' start and the JVM's first jobs.
+Measured figures, with the command and commit of each run, are in the closing notes of issue [5/7]; git log of
+this file has the earlier ones.
 """
 
 from __future__ import annotations
@@ -76,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,7 +127,9 @@ def run_curate(paths: list[Path], runner: str, work: Path) -> tuple[Cost, Cost]:
     name = "curate, Spark local[2]" if runner == "spark" else "curate, local runner"
     session = None
     for state in ("cold", "warm"):
-        ctx = RunContext(str(work / f"curate-{runner}-{state}"), runner=runner, master="local[2]")
+        run_dir = work / f"curate-{runner}-{state}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a finished stage left by an earlier round would be skipped
+        ctx = RunContext(str(run_dir), runner=runner, master="local[2]")
         if session is not None:
             ctx.use_session(session)
         elif runner == "spark":
@@ -283,6 +250,8 @@ def run_datatrove(paths: list[Path], work: Path, records: int) -> Cost:
         target = data / path.name
         if not target.exists():
             os.symlink(path, target)
+    for left in ("dt-output", "dt-logs"):  # datatrove skips a task its logs mark completed
+        shutil.rmtree(work / left, ignore_errors=True)
     command = [sys.executable, __file__, "--datatrove-worker", str(data), str(work)]
     return run_command("datatrove, one worker (whole process)", command, records, work / "datatrove.log")
 
@@ -291,6 +260,7 @@ def run_curate_command(paths: list[Path], work: Path) -> Cost:
     curate = Path(sys.executable).with_name("curate")
     inputs = [argument for path in paths for argument in ("--input", str(path))]
     out = work / "curate-cli"
+    shutil.rmtree(out, ignore_errors=True)  # an earlier round's finished stage would be skipped
     command = [str(curate), "ingest", *inputs, "--out", str(out), "--local-runner"]
     cost = run_command("curate ingest --local-runner (whole cmd)", command, 0, work / "curate-cli.log")
     manifests = [read_manifest(stage) for stage in sorted(out.glob("*_extract"))]
@@ -321,11 +291,21 @@ def ratio(label: str, value: float, target: str = "") -> None:
     print(f"  {label:<62} {value:6.2f}x   {target}")
 
 
+def ratios(label: str, values: list[float], target: str = "") -> None:
+    """One ratio per round: the median, and the range when there is more than one round."""
+    if len(values) == 1:
+        ratio(label, values[0], target)
+        return
+    spread = f"[{min(values):.2f}-{max(values):.2f}]"
+    print(f"  {label:<62} {statistics.median(values):6.2f}x   {spread} {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=20000, help="HTML response records in the main set")
     parser.add_argument("--files", type=int, default=8, help="WARC files to spread the main set over")
     parser.add_argument("--peer-records", type=int, default=2000, help="records in the peer set (slow peers)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of local/floor and curate/datatrove")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     parser.add_argument("--slowest", type=int, metavar="N", help="only list the N pages that cost most, and exit")
     parser.add_argument("--datatrove-worker", nargs=2, metavar=("INPUT", "WORK"), help=argparse.SUPPRESS)
@@ -348,24 +328,35 @@ def main() -> None:
             flush=True,
         )
         print(HEADER)
-        # The floor runs before and after curate, and the ratios take the cheaper run: a machine that slows
-        # down during the benchmark (or Spark's JVM, alive until this process ends) must not flatter curate.
-        floor_before = run_floor(big, ", before")
-        print(floor_before.line(), flush=True)
-        local, local_warm = run_curate(big, "local", work)
-        print(local.line(), local_warm.line(), sep="\n", flush=True)
-        spark, spark_warm = run_curate(big, "spark", work)
-        print(spark.line(), spark_warm.line(), sep="\n", flush=True)
-        floor_after = run_floor(big, ", after")
-        print(floor_after.line(), flush=True)
-        floor = min(floor_before, floor_after, key=lambda cost: cost.cpu / cost.records)
+        # The floor runs before and after each local-runner pass, and each pass is set against the cheaper of its
+        # neighbours: a machine that slows down during the benchmark (or Spark's JVM, alive until this process
+        # ends) must not flatter curate.
+        floors = [run_floor(big, ", before")]
+        print(floors[-1].line(), flush=True)
+        locals_: list[tuple[Cost, Cost]] = []
+        spark = spark_warm = None
+        for round_number in range(args.rounds):
+            locals_.append(run_curate(big, "local", work))
+            print(*(cost.line() for cost in locals_[-1]), sep="\n", flush=True)
+            if spark is None:
+                spark, spark_warm = run_curate(big, "spark", work)
+                print(spark.line(), spark_warm.line(), sep="\n", flush=True)
+            floors.append(run_floor(big, ", after" if round_number == args.rounds - 1 else ""))
+            print(floors[-1].line(), flush=True)
+        assert spark is not None and spark_warm is not None
         print("peer set")
         peer_floor = run_floor(small)
         print(peer_floor.line(), flush=True)
-        curate_cmd = run_curate_command(small, work)
-        print(curate_cmd.line(), flush=True)
-        datatrove = run_datatrove(small, work, peer_floor.records)
-        print(datatrove.line(), flush=True)
+        commands: list[tuple[Cost, Cost]] = []
+        for round_number in range(args.rounds):
+            if round_number % 2:
+                datatrove = run_datatrove(small, work, peer_floor.records)
+                curate_cmd = run_curate_command(small, work)
+            else:
+                curate_cmd = run_curate_command(small, work)
+                datatrove = run_datatrove(small, work, peer_floor.records)
+            commands.append((curate_cmd, datatrove))
+            print(curate_cmd.line(), datatrove.line(), sep="\n", flush=True)
         owm = run_owm(small)
         if owm:
             print(owm.line(), flush=True)
@@ -373,24 +364,34 @@ def main() -> None:
         def per_cpu(cost: Cost) -> float:
             return cost.records / cost.cpu
 
-        print("\nratios")
+        def cheaper_floor(index: int) -> Cost:
+            return min(floors[index], floors[index + 1], key=lambda cost: cost.cpu / cost.records)
+
+        local, local_warm = locals_[0]
+        curate_cmd = commands[0][0]
+        print("\nratios" + (f" (median of {args.rounds} rounds [range] where marked)" if args.rounds > 1 else ""))
         ratio("Spark CPU per record / local runner CPU per record", per_cpu(local) / per_cpu(spark), "(target <= 1.2x)")
         ratio("  the same, warm (second pass)", per_cpu(local_warm) / per_cpu(spark_warm))
         ratio("Spark wall / local runner wall (same files)", spark.wall / local.wall, "(target <= 0.6x, 2 files)")
         ratio("  the same, warm (second pass)", spark_warm.wall / local_warm.wall)
-        ratio(
+        ratios(
             "local runner per CPU-s / resiliparse-only floor (cheaper run)",
-            per_cpu(local) / per_cpu(floor),
+            [per_cpu(cold) / per_cpu(cheaper_floor(index)) for index, (cold, _) in enumerate(locals_)],
             "(target >= 0.7x)",
         )
-        ratio("  the same, warm (second pass)", per_cpu(local_warm) / per_cpu(floor))
-        ratio(
+        ratios(
+            "  the same, warm (second pass)",
+            [per_cpu(warm) / per_cpu(cheaper_floor(index)) for index, (_, warm) in enumerate(locals_)],
+        )
+        ratios(
             "curate whole cmd / datatrove whole process, per CPU-s",
-            per_cpu(curate_cmd) / per_cpu(datatrove),
+            [per_cpu(mine) / per_cpu(theirs) for mine, theirs in commands],
             "(target >= 10x)",
         )
-        ratio("curate whole cmd / datatrove whole process, wall", datatrove.wall / curate_cmd.wall)
-        ratio("Spark / datatrove, records per CPU-s", per_cpu(spark) / per_cpu(datatrove))
+        ratios(
+            "curate whole cmd / datatrove whole process, wall", [theirs.wall / mine.wall for mine, theirs in commands]
+        )
+        ratio("Spark / datatrove, records per CPU-s", per_cpu(spark) / per_cpu(commands[0][1]))
         if owm:
             ratio("curate whole cmd / OWM whole process, per CPU-s", per_cpu(curate_cmd) / per_cpu(owm))
             ratio("Spark / OWM, records per CPU-s", per_cpu(spark) / per_cpu(owm))
