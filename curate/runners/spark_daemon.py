@@ -21,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.machinery
-import os
 import sys
 from pathlib import Path
+
+from curate.runners.blas import use_one_blas_thread
 
 PRELOADED = (
     "numpy",
@@ -61,8 +62,7 @@ def prefer_installed_pyspark() -> None:
 
 
 def preload() -> None:
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, "1")
+    use_one_blas_thread()
     for module in PRELOADED:
         with contextlib.suppress(Exception):
             importlib.import_module(module)
