@@ -91,6 +91,31 @@ def test_a_crash_inside_a_batch_costs_that_record_only(
     assert guard.call_many([("return", "after")]) == [behave("return", "after")]
 
 
+def test_a_batch_over_the_shared_file_bound_goes_in_parts(guard: RecordGuard, monkeypatch) -> None:
+    import curate.runners.guard as guard_module
+
+    # Pages travel in a shared file of at most this many bytes a batch; a page over it goes alone.
+    monkeypatch.setattr(guard_module, "_SHARED_BATCH_BYTES", 100_000)
+    pages = [bytes([index]) * size for index, size in enumerate([30_000, 50_000, 40_000, 250_000, 5_000, 60_000])]
+    batch = [("return", page) for page in pages]
+    batch.insert(4, ("abort", None))
+    results = guard.call_many(batch)
+    assert results[:4] + results[5:] == [behave("return", page) for page in pages]
+    assert results[4] == Failure("extract_crash", "worker process ended: signal SIGABRT")
+    assert guard.restarts == 1
+
+
+def test_the_child_imports_what_the_parent_imports_whatever_the_working_directory(
+    guard: RecordGuard, tmp_path: Path, monkeypatch
+) -> None:
+    shadow = tmp_path / "support"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    (shadow / "guard_targets.py").write_text("def behave(action, value=None):\n    return 'shadowed'\n")
+    monkeypatch.chdir(tmp_path)
+    assert guard.call("return", 1) == behave("return", 1)
+
+
 def test_a_record_past_the_deadline_inside_a_batch_costs_that_record_only() -> None:
     guard = RecordGuard(TARGET, kind="extract", timeout_s=0.5)
     try:
@@ -171,7 +196,7 @@ def test_a_child_that_cannot_start_is_the_jobs_error_not_a_drop(target: str, mem
         guard.call("return", 1)
 
 
-@pytest.mark.parametrize("cut", ["in the batch header", "in the sizes", "in the pickle", "in the page"])
+@pytest.mark.parametrize("cut", ["in the batch header", "in the sizes", "in the pickle"])
 def test_a_child_whose_worker_goes_away_mid_request_exits_quietly(cut: str) -> None:
     import os
     import pickle
@@ -183,27 +208,29 @@ def test_a_child_whose_worker_goes_away_mid_request_exits_quietly(cut: str) -> N
     page = b"<p>" * 5000
     buffers: list[pickle.PickleBuffer] = []
     body = pickle.dumps(("return", pickle.PickleBuffer(page)), protocol=5, buffer_callback=buffers.append)
-    # A batch of two requests, the first whole: the child runs nothing until it has read the whole batch.
-    request = struct.pack("!QQ", len(body), 1) + struct.pack("!Q", len(page)) + body + page
-    batch = struct.pack("!Q", 2) + request + request
-    second = 8 + len(request)
+    # A batch of two requests, the first whole: the child runs nothing until it has read the whole batch. The
+    # pages are in the shared file; the pipe carries the pickles and the pages' sizes.
+    request = struct.pack("!QQ", len(body), 1) + struct.pack("!Q", len(page)) + body
+    batch = struct.pack("!QQ", 2, 2 * len(page)) + request + request
+    second = 16 + len(request)
     stop = {
-        "in the batch header": 5,
+        "in the batch header": 10,
         "in the sizes": second + 20,
         "in the pickle": second + 24 + len(body) // 2,
-        "in the page": len(batch) - 100,
     }[cut]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
-    with tempfile.TemporaryFile() as progress:
+    with tempfile.TemporaryFile() as progress, tempfile.TemporaryFile() as pages:
         progress.write(bytes(8))
         progress.flush()
+        pages.write(page + page)
+        pages.flush()
         child = subprocess.Popen(
-            [sys.executable, "-m", "curate.runners.guard", TARGET, "0", str(progress.fileno())],
+            [sys.executable, "-m", "curate.runners.guard", TARGET, "0", str(progress.fileno()), str(pages.fileno())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
-            pass_fds=(progress.fileno(),),
+            pass_fds=(progress.fileno(), pages.fileno()),
         )
         stdout, stderr = child.communicate(batch[:stop], timeout=30)
     assert child.returncode == 0, stderr.decode(errors="replace")
