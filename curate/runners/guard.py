@@ -361,10 +361,11 @@ def _bounded_batches(requests: list[_Request]) -> list[list[_Request]]:
 
 
 def _shared_memory_file() -> int:
-    """A descriptor of an empty file in memory (never on disk where the system has memfd), closed on exec
-    except where `pass_fds` hands it to the child."""
+    """A descriptor of an empty file, in memory where the system has memfd (else an unlinked temporary file),
+    closed on exec except where `pass_fds` hands it to the child."""
     if hasattr(os, "memfd_create"):
-        return os.memfd_create("curate-guard-pages", os.MFD_CLOEXEC)
+        with contextlib.suppress(OSError):  # a sandbox may forbid the call
+            return os.memfd_create("curate-guard-pages", os.MFD_CLOEXEC)
     with tempfile.TemporaryFile() as file:  # unlinked at once; the duplicate keeps it alive
         return os.dup(file.fileno())
 

@@ -105,6 +105,27 @@ def test_a_batch_over_the_shared_file_bound_goes_in_parts(guard: RecordGuard, mo
     assert guard.restarts == 1
 
 
+@pytest.mark.parametrize("memfd", ["missing", "forbidden"])
+def test_pages_travel_through_a_temporary_file_where_memfd_is_not_there(monkeypatch, memfd: str) -> None:
+    import os
+
+    # macOS has no memfd_create, and a seccomp sandbox may refuse it: the guard then maps an unlinked file.
+    if memfd == "missing":
+        monkeypatch.delattr(os, "memfd_create", raising=False)
+    else:
+
+        def refuse(*args: object) -> int:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "memfd_create", refuse)
+    guard = RecordGuard(TARGET, kind="extract", timeout_s=5.0)
+    try:
+        pages = [bytes([index]) * 100_000 for index in range(3)]
+        assert guard.call_many([("return", page) for page in pages]) == [behave("return", page) for page in pages]
+    finally:
+        guard.close()
+
+
 def test_the_child_imports_what_the_parent_imports_whatever_the_working_directory(
     guard: RecordGuard, tmp_path: Path, monkeypatch
 ) -> None:
