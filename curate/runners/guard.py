@@ -16,7 +16,7 @@ record, the whole job). Here the function runs in a child Python process that th
 
 Messages are length-prefixed pickles over the child's stdin/stdout. A request's large bytes-like arguments
 (the page, as bytes or as a memoryview of the Arrow buffer that holds it) do not go through the pipe: the
-parent copies a batch's pages into a shared memory file that both processes map, and the pickle names their
+parent copies a batch's pages into a shared memory file that both processes map, and the request names their
 sizes. The child copies each page out as bytes just before its record runs. Through the pipe, the pages cost
 the two processes ~0.12 ms of CPU a page (150 KB), most of it in the kernel: the pipe's copies, and each side
 spinning on the pipe's lock while the other held it. A new child first reports whether it could load the
@@ -142,12 +142,11 @@ class RecordGuard:
         assert progress is not None and child.stdin is not None and child.stdout is not None
         _PROGRESS.pack_into(progress, 0, 0)
         pages = self._shared_pages(sum(request.shared_bytes for request in batch))
-        chunks: list[bytes] = [_BATCH.pack(len(batch), len(pages) if pages is not None else 0)]
+        chunks: list[bytes] = [_BATCH.pack(len(batch), len(pages))]
         at = 0
         for request in batch:
             sizes = [buffer.nbytes for buffer in request.buffers]
             for buffer in request.buffers:
-                assert pages is not None
                 pages[at : at + buffer.nbytes] = buffer
                 at += buffer.nbytes
             body = request.body
@@ -185,14 +184,12 @@ class RecordGuard:
             answered[position] = Raised(value) if status == _ERROR else value
         return answered, None, None
 
-    def _shared_pages(self, size: int) -> mmap.mmap | None:
+    def _shared_pages(self, size: int) -> mmap.mmap:
         """The parent's map of the shared pages file, at least `size` bytes long (grown, never shrunk)."""
         if self._pages is not None and len(self._pages) >= size:
             return self._pages
-        if size == 0:
-            return None
         assert self._pages_fd is not None
-        size = -(-size // _PAGES_GRAIN) * _PAGES_GRAIN
+        size = max(1, -(-size // _PAGES_GRAIN)) * _PAGES_GRAIN
         if self._pages is not None:
             self._pages.close()
         os.ftruncate(self._pages_fd, size)
@@ -445,7 +442,7 @@ def _serve(target: str, memory_mb: int, progress_fd: int, pages_fd: int) -> None
         if len(header) < _BATCH.size:
             return  # the worker closed the pipe: its task is over
         count, pages_size = _BATCH.unpack(header)
-        if pages_size and (pages is None or len(pages) != pages_size):
+        if pages is None or len(pages) != pages_size:
             if pages is not None:
                 pages.close()
             pages = mmap.mmap(pages_fd, pages_size, access=mmap.ACCESS_READ)
@@ -463,7 +460,6 @@ def _serve(target: str, memory_mb: int, progress_fd: int, pages_fd: int) -> None
             body, sizes = requests[index]
             buffers = []
             for size in sizes:
-                assert pages is not None
                 buffers.append(pages[at : at + size])  # a copy: the parent rewrites the file for its next batch
                 at += size
             try:
