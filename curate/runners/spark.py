@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curate.errors import ConfigError, debug_enabled, one_line
+from curate.runners.arrow_pandas import arrow_with_pandas
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,6 +90,7 @@ def build_session(
     verbose: bool = False,
 ) -> SparkSession:
     """A SparkSession for `master` (default: $CURATE_SPARK_MASTER, else local[*])."""
+    arrow_with_pandas()  # pyspark's driver hands pandas objects to pyarrow
     # Workers must run this interpreter: the PATH's python may lack pyarrow or curate itself.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
