@@ -9,6 +9,7 @@ it is dropped with a reason instead.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, ClassVar
 
@@ -18,6 +19,7 @@ from warcio.recordloader import ArcWarcRecordLoader
 from warcio.utils import BUFF_SIZE
 
 from curate.io.inflate import GZIP_WBITS, INFLATE_ERRORS, RAW_DEFLATE_WBITS, ZLIB_WBITS, gzip_inflater, inflater
+from curate.io.warc_headers import MAX_BLOCK_IN_ONE_PIECE, BlockHeadersParser
 
 # Real header lines stay far below these (long cookies and CSP headers reach a few KiB); warcio has none.
 MAX_HEADER_LINE = 64 * 2**10
@@ -90,6 +92,50 @@ class BoundedGzipReader(DecompressingBufferedReader):
         self._budget.block = 0
         return super().read(length)
 
+    def buffered_header_block(self, limit: int | None) -> bytes | None:
+        """The bytes from here through the next empty line (CRLF), if they are within `limit` and the header
+        bounds; nothing is consumed (`skip_header_block` does that). A block cut by the end of the inflated
+        buffer is completed with the next inflated chunk of the same gzip member, as a line read would."""
+        if limit is not None and limit < 2:
+            return None  # no room for a block (and at 0 a line read would not fill the buffer either)
+        if self.buff is None or self.buff.tell() >= self.buff_size:
+            self._fillbuff()  # as the first line read would: a new gzip member starts with a header block
+            if self.buff is None:
+                return None
+        data = self.buff.getvalue()  # the inflated bytes themselves: BytesIO shares them until written
+        start = self.buff.tell()
+        room = min(MAX_BLOCK_IN_ONE_PIECE, MAX_HEADER_BLOCK - self._budget.block)
+        if limit is not None:
+            room = min(room, limit)
+        if start >= len(data):
+            return None
+        if data.startswith(b"\r\n", start):
+            return data[start : start + 2] if room >= 2 else None
+        end = data.find(b"\n\r\n", start, start + room)
+        if end < 0 and len(data) - start < room and self._top_up(data, start):
+            data, start = self.buff.getvalue(), 0
+            end = data.find(b"\n\r\n", 0, room)
+        return None if end < 0 else data[start : end + 3]
+
+    def _top_up(self, data: bytes, start: int) -> bool:
+        """Append the next inflated chunk of this gzip member to what is left of the buffer."""
+        member = self.decompressor
+        if member is None or member.unused_data or getattr(member, "eof", False) or self.starting_data:
+            return False
+        raw = self.stream.read(self.block_size)
+        if not raw:
+            return False
+        more = self._decompress(raw)
+        self.num_read += len(more)
+        self.num_block_read += len(more)
+        self.buff = io.BytesIO(data[start:] + more)
+        self.buff_size = len(self.buff.getvalue())
+        return True
+
+    def skip_header_block(self, size: int) -> None:
+        self.buff.seek(size, 1)
+        self._budget.block = 0  # the block's empty line was read
+
 
 class ResponseHeadersLoader(ArcWarcRecordLoader):
     """warcio's record loader, parsing the HTTP headers of responses only. Request and revisit records are
@@ -97,6 +143,11 @@ class ResponseHeadersLoader(ArcWarcRecordLoader):
     headers was a quarter of all header parsing."""
 
     HTTP_RECORDS = ("response",)
+
+    def __init__(self, verify_http: bool = True, arc2warc: bool = True) -> None:
+        super().__init__(verify_http=verify_http, arc2warc=arc2warc)
+        self.warc_parser = BlockHeadersParser(self.WARC_TYPES)
+        self.http_parser = BlockHeadersParser(self.HTTP_TYPES, verify_http)
 
 
 class BoundedArchiveIterator(ArchiveIterator):
