@@ -25,6 +25,7 @@ from curate.io.warc_headers import MAX_BLOCK_IN_ONE_PIECE, BlockHeadersParser
 MAX_HEADER_LINE = 64 * 2**10
 MAX_HEADER_BLOCK = 256 * 2**10
 CHUNK = 64 * 2**10
+PAYLOAD_PIECE = 4 * 2**20
 
 
 class HeaderTooLong(ValueError):
@@ -307,7 +308,9 @@ def read_http_payload(record: Any, limit: int) -> tuple[bytes | None, str | None
     chunked = "chunked" in (headers.get_header("Transfer-Encoding") or "").lower()
     # warcio undoes chunking only; its decompression has no cap.
     source = ChunkedDataReader(record.raw_stream) if chunked else record.raw_stream
-    raw = _bounded_join(iter(lambda: source.read(CHUNK), b""), limit)
+    # Pieces of a few MiB: a page is then read whole, and warcio's reader joins its buffers once (64 KiB reads
+    # copied every page a second time, to join them).
+    raw = _bounded_join(iter(lambda: source.read(PAYLOAD_PIECE), b""), limit)
     if raw is None:
         return None, "too_large", f"payload over {limit} bytes"
     if encoding not in DECODERS:  # identity, or a label nobody decodes: sniffing decides later
