@@ -65,7 +65,10 @@ def test_the_unpacked_model_is_reused(tmp_path: Path, monkeypatch: pytest.Monkey
     assert first.classify("¿Dónde está la biblioteca?") == second.classify("¿Dónde está la biblioteca?")
 
 
-def test_batched_language_id_equals_py3langid_on_random_text() -> None:
+@pytest.mark.parametrize("separated", [True, False], ids=["texts-separated-by-a-byte", "texts-bounded-by-ends"])
+def test_batched_language_id_equals_py3langid_on_random_text(separated: bool) -> None:
+    """Both walks: texts joined with the model's window-stopping byte, and (for a model without one) texts
+    joined bare, each window bounded by its text's end."""
     import random
 
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -78,4 +81,8 @@ def test_batched_language_id_equals_py3langid_on_random_text() -> None:
     texts += ["x", "ab", "\x00", " 1 ", "ÄÖÜ" * 3]
     shipped = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     shipped.nb_ptc = shipped.nb_ptc.astype(np.float32)
-    assert load_identifier().classify_many(texts) == [shipped.classify(text) for text in texts]
+    identifier = load_identifier()
+    assert identifier._separator == b"\xff"  # py3langid's shipped model reads no 0xFF byte
+    if not separated:
+        identifier._separator = None
+    assert identifier.classify_many(texts) == [shipped.classify(text) for text in texts]
