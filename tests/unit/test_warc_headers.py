@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,42 @@ def test_real_warc_files_read_the_same_through_either_parser(shared_data: Path, 
     fast = rows()
     monkeypatch.setattr(BlockHeadersParser, "parse", StatusAndHeadersParser.parse)
     assert fast == rows()
+
+
+def _members(path: Path) -> list[bytes]:
+    """The uncompressed gzip members of a per-record gzip WARC."""
+    data, members = path.read_bytes(), []
+    while data:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        members.append(member.decompress(data))
+        data = member.unused_data
+    return members
+
+
+@given(
+    member=st.integers(0, 11),
+    at=st.integers(0, 1200),
+    cut=st.integers(0, 6),
+    inserted=st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b" ", b"\t", b":", b"\xe9", b"\x00", b"x"]), max_size=4),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+def test_a_mutated_common_crawl_file_reads_the_same_through_either_parser(
+    shared_data: Path, member: int, at: int, cut: int, inserted: list[bytes]
+) -> None:
+    """Bytes cut or inserted in the header blocks of a real Common Crawl file: every row equals warcio's."""
+    members = _members(shared_data / "cc-warc" / "resiliparse" / "warcfile.warc.gz")
+    target = members[member]
+    members[member] = target[:at] + b"".join(inserted) + target[at + cut :]
+    data = b"".join(gzip.compress(body, compresslevel=1, mtime=0) for body in members)
+
+    def rows() -> list[dict[str, Any]]:
+        return [row.as_dict() for row in WarcFileReader("mutated.warc.gz", data=data).rows()]
+
+    fast = rows()
+    original = BlockHeadersParser.parse
+    try:
+        BlockHeadersParser.parse = StatusAndHeadersParser.parse  # type: ignore[method-assign]
+        slow = rows()
+    finally:
+        BlockHeadersParser.parse = original  # type: ignore[method-assign]
+    assert fast == slow
