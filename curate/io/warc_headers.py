@@ -22,10 +22,6 @@ from typing import Any
 from warcio.limitreader import LimitReader
 from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
 
-# Longest block taken in one piece: real WARC and HTTP header blocks are a few KiB. It is also below the
-# readers' bounds on a header line and on a block, so no block taken here is one they would have refused.
-MAX_BLOCK_IN_ONE_PIECE = 32 * 2**10
-
 
 class BlockHeadersParser(StatusAndHeadersParser):  # type: ignore[misc]
     """warcio's parser, taking the block in one piece from a reader that has `buffered_header_block(limit)`
@@ -42,8 +38,9 @@ class BlockHeadersParser(StatusAndHeadersParser):  # type: ignore[misc]
         source = bounded.stream if bounded is not None else stream
         if not hasattr(source, "buffered_header_block"):
             return None
-        given_status = None if full_statusline is None else self.decode_header(full_statusline)
-        if given_status is not None and not given_status.rstrip():
+        # A status line read by the caller (warcio reads it while skipping blank lines) counts in `total_len`.
+        given = "" if full_statusline is None else self.decode_header(full_statusline)
+        if full_statusline is not None and not given.rstrip():
             return None  # warcio reads nothing more
         block = source.buffered_header_block(bounded.limit if bounded is not None else None)
         if block is None:
@@ -54,12 +51,10 @@ class BlockHeadersParser(StatusAndHeadersParser):  # type: ignore[misc]
             return None
         lines = text.split("\n")
         lines.pop()  # the block ends with its empty line's newline
-        total_read = len(text)
+        total_read = len(given) + len(text)
+        status = given
         if full_statusline is None:
             status = lines.pop(0) if len(lines) > 1 else ""
-        else:
-            status = str(given_status)
-            total_read += len(status)
         statusline = status.rstrip()
         if not statusline:
             return None

@@ -19,11 +19,14 @@ from warcio.recordloader import ArcWarcRecordLoader
 from warcio.utils import BUFF_SIZE
 
 from curate.io.inflate import GZIP_WBITS, INFLATE_ERRORS, RAW_DEFLATE_WBITS, ZLIB_WBITS, gzip_inflater, inflater
-from curate.io.warc_headers import MAX_BLOCK_IN_ONE_PIECE, BlockHeadersParser
+from curate.io.warc_headers import BlockHeadersParser
 
 # Real header lines stay far below these (long cookies and CSP headers reach a few KiB); warcio has none.
 MAX_HEADER_LINE = 64 * 2**10
 MAX_HEADER_BLOCK = 256 * 2**10
+# Longest header block handed to the parser in one piece (`buffered_header_block`): real ones are a few KiB.
+# Below both bounds above, so no block taken in one piece is one a line-by-line read would have refused.
+MAX_BLOCK_IN_ONE_PIECE = 32 * 2**10
 CHUNK = 64 * 2**10
 PAYLOAD_PIECE = 4 * 2**20
 
@@ -129,8 +132,9 @@ class BoundedGzipReader(DecompressingBufferedReader):
         more = self._decompress(raw)
         self.num_read += len(more)
         self.num_block_read += len(more)
-        self.buff = io.BytesIO(data[start:] + more)
-        self.buff_size = len(self.buff.getvalue())
+        merged = data[start:] + more
+        self.buff = io.BytesIO(merged)
+        self.buff_size = len(merged)
         return True
 
     def skip_header_block(self, size: int) -> None:
@@ -145,6 +149,7 @@ class ResponseHeadersLoader(ArcWarcRecordLoader):
 
     HTTP_RECORDS = ("response",)
 
+    # WARC and HTTP header blocks are parsed in one piece where the reader holds them (curate.io.warc_headers).
     def __init__(self, verify_http: bool = True, arc2warc: bool = True) -> None:
         super().__init__(verify_http=verify_http, arc2warc=arc2warc)
         self.warc_parser = BlockHeadersParser(self.WARC_TYPES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,22 @@ def test_block_parse_equals_warcio_line_by_line(data: bytes, block_size: int, li
     )
 
 
-def test_real_warc_files_read_the_same_through_either_parser(shared_data: Path, monkeypatch: Any) -> None:
+def _rows_both_ways(read: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`read()` with the block parser, then with warcio's own parse in its place."""
+    fast = read()
+    original = BlockHeadersParser.parse
+    BlockHeadersParser.parse = StatusAndHeadersParser.parse  # type: ignore[method-assign]
+    try:
+        return fast, read()
+    finally:
+        BlockHeadersParser.parse = original  # type: ignore[method-assign]
+
+
+def test_real_warc_files_read_the_same_through_either_parser(shared_data: Path) -> None:
     paths = sorted([*(shared_data / "cc-warc").rglob("*.gz"), *(shared_data / "web-warc").rglob("*.warc.gz")])
     assert len(paths) >= 6
-
-    def rows() -> list[dict[str, Any]]:
-        return [row.as_dict() for path in paths for row in WarcFileReader(str(path)).rows()]
-
-    fast = rows()
-    monkeypatch.setattr(BlockHeadersParser, "parse", StatusAndHeadersParser.parse)
-    assert fast == rows()
+    fast, slow = _rows_both_ways(lambda: [row.as_dict() for path in paths for row in WarcFileReader(str(path)).rows()])
+    assert fast == slow
 
 
 def _members(path: Path) -> list[bytes]:
@@ -121,14 +128,5 @@ def test_a_mutated_common_crawl_file_reads_the_same_through_either_parser(
     members[member] = target[:at] + b"".join(inserted) + target[at + cut :]
     data = b"".join(gzip.compress(body, compresslevel=1, mtime=0) for body in members)
 
-    def rows() -> list[dict[str, Any]]:
-        return [row.as_dict() for row in WarcFileReader("mutated.warc.gz", data=data).rows()]
-
-    fast = rows()
-    original = BlockHeadersParser.parse
-    try:
-        BlockHeadersParser.parse = StatusAndHeadersParser.parse  # type: ignore[method-assign]
-        slow = rows()
-    finally:
-        BlockHeadersParser.parse = original  # type: ignore[method-assign]
+    fast, slow = _rows_both_ways(lambda: [row.as_dict() for row in WarcFileReader("mutated.warc.gz", data=data).rows()])
     assert fast == slow
