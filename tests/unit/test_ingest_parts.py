@@ -1,10 +1,17 @@
-"""URL normalisation, charset decoding and HTML sniffing: the parts of ingest that need no JVM."""
+"""URL normalisation, charset decoding, HTML sniffing and the read step's batches: the parts of ingest that need
+no JVM."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow as pa
 import pytest
 
 from curate.extraction.decode import DecodeFailed, NotHtml, decode_html, sniff_html
+from curate.io.warc import WarcFileReader
+from curate.schema import WARC_RECORDS, with_drop_fields
+from curate.steps import read_warc
 from curate.steps.urls import BadUrl, normalize_url, registered_domain
 
 
@@ -77,3 +84,30 @@ def test_sniffing_rejects_binary_served_as_html() -> None:
     with pytest.raises(NotHtml):
         sniff_html(b"just some plain words, no markup at all", declared_html=False)
     sniff_html(b"<!DOCTYPE html><html><body>x</body></html>", declared_html=False)
+
+
+def test_read_step_batches_equal_arrows_own_conversion_of_the_rows(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real WARC files of every dialect, kept and dropped rows (a payload, none, an empty one) in one batch."""
+    paths = sorted([*(shared_data / "cc-warc").rglob("*.gz"), *(shared_data / "web-warc").rglob("*.warc.gz")])
+    rows = [row for path in paths for row in WarcFileReader(str(path)).rows()]
+    assert any(row.payload for row in rows) and any(row.payload is None for row in rows)
+    rows[0].payload = b""
+    schema = with_drop_fields(WARC_RECORDS)
+
+    def batches_equal() -> bool:
+        return all(
+            read_warc.rows_to_batch(chunk, schema).equals(
+                pa.RecordBatch.from_pylist([row.as_dict() for row in chunk], schema=schema)
+            )
+            for chunk in (rows[start : start + 37] for start in range(0, len(rows), 37))
+        )
+
+    assert batches_equal()
+    kept = [row for row in rows if row.payload is not None]
+    joined = read_warc.rows_to_batch(kept[:50], schema).column("payload")
+    assert joined.null_count == 0 and joined.to_pylist() == [row.payload for row in kept[:50]]
+    # Past what int32 offsets hold, the payloads go through Arrow's own builder.
+    monkeypatch.setattr(read_warc, "_MAX_JOINED_BYTES", 10)
+    assert batches_equal()
