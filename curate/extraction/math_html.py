@@ -29,7 +29,15 @@ from resiliparse.parse.html import HTMLTree, NodeType
 from curate.extraction.asciimath import asciimath_to_latex
 from curate.extraction.mathml import mathml_to_latex
 
-__all__ = ["MATH_SPAN_RE", "MAX_ELEMENT_DEPTH", "Extracted", "TooDeep", "extract_main_text", "iter_math_spans"]
+__all__ = [
+    "MATH_SPAN_RE",
+    "MAX_ELEMENT_DEPTH",
+    "Extracted",
+    "TooDeep",
+    "extract_main_text",
+    "iter_math_spans",
+    "utf8_tag_opens",
+]
 
 # A resiliparse element. Its stubs type `.parent`, `.prev` and friends as the base `Node`, while this module
 # only ever follows them to elements (checked through `.type` where it matters).
@@ -168,15 +176,20 @@ TEXT_OPTIONS: dict[str, Any] = {
 }
 
 
-def extract_main_text(html: str, *, main_content: bool = True, comments: bool = False) -> Extracted:
+def extract_main_text(
+    html: str, *, main_content: bool = True, comments: bool = False, tag_opens: int | None = None
+) -> Extracted:
     """Main text of `html` with formulas as TeX (`$..$` inline, `$$..$$` display, on their own line).
 
     `comments=True` keeps sections resiliparse classifies as user comments. Off by default: on the article
     benchmark they cost 2 points of token F1, and on the math pages they changed no formula (StackExchange
     answers and forum posts are not classified as comments). `main_content=False` keeps all visible text.
+    `tag_opens` is the number of `<` in `html`, from a caller that counts it more cheaply (`utf8_tag_opens`).
     """
     tree = HTMLTree.parse(html)
-    if html.count("<") >= MAX_ELEMENT_DEPTH and _deeper_than_limit(tree):
+    if tag_opens is None:
+        tag_opens = html.count("<")
+    if tag_opens >= MAX_ELEMENT_DEPTH and _deeper_than_limit(tree):
         raise TooDeep(f"elements nest deeper than {MAX_ELEMENT_DEPTH} levels")
     rewritten, asciimath_page = _rewrite_math(tree)
     text = extract_plain_text(tree, **{**TEXT_OPTIONS, "main_content": main_content, "comments": comments})
@@ -200,6 +213,17 @@ def extract_main_text(html: str, *, main_content: bool = True, comments: bool = 
     # Spans alone are weak evidence (`$5 and $10`, PHP's `$_GET`): without rewritten markup, ask for TeX.
     has_math = rewritten > 0 or tex_words > 0
     return Extracted(text=text, has_math_markup=has_math, n_formulas=n_formulas, title=title or None)
+
+
+def utf8_tag_opens(payload: bytes) -> int:
+    """The number of `<` in the text that `payload` decodes to as UTF-8, strictly or with replacement: UTF-8
+    writes `<` as the byte 0x3C and uses that byte in no other character, and a decoder replacing a bad
+    sequence never swallows it.
+
+    Counted in the bytes by `replace`, which finds each one with memchr: 0.06 ms on the real pages' mean of
+    150 KB, where `str.count` on the decoded text took 0.13 ms (it tests every character).
+    """
+    return len(payload) - len(payload.replace(b"<", b""))
 
 
 def _deeper_than_limit(tree: HTMLTree) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from curate.errors import describe_exception
 from curate.extraction.decode import HTML_TYPES, DecodeFailed, NotHtml, decode_html, sniff_html
-from curate.extraction.math_html import TooDeep, extract_main_text
+from curate.extraction.math_html import TooDeep, extract_main_text, utf8_tag_opens
 
 # (text, charset, has_math_markup, drop_reason, drop_detail)
 Outcome = tuple[str | None, str | None, bool | None, str | None, str | None]
@@ -22,7 +22,7 @@ def extract_record(
     try:
         sniff_html(payload or b"", declared_html=(content_type or "").startswith(HTML_TYPES))
         html, charset = decode_html(payload or b"", http_charset)
-        extracted = extract_main_text(html)
+        extracted = extract_main_text(html, tag_opens=utf8_tag_opens(payload or b"") if charset == "utf-8" else None)
     except NotHtml as exc:
         return None, charset, None, "non_html", str(exc)
     except DecodeFailed as exc:

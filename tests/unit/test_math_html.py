@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from curate.extraction.math_html import extract_main_text, iter_math_spans
+from curate.extraction.math_html import extract_main_text, iter_math_spans, utf8_tag_opens
 
 FILLER = "This sentence is here so that the paragraph reads like real main content of an article page."
 
@@ -338,3 +341,31 @@ def test_real_unit_converter_is_not_math(shared_data: Path) -> None:
     result = extract_main_text(read(shared_data / "html/llm-webkit-ccmath/math_class_math.html"))
     assert result.n_formulas == 0 and not result.has_math_markup
     assert "T(min) = 4.7 yr × 525600 min" in result.text
+
+
+# `<` beside bytes that start, continue or break UTF-8 sequences of every length.
+UTF8_PIECES = st.sampled_from(
+    [
+        b"<",
+        b"a",
+        b"\xc3",
+        b"\xa9",
+        b"\xe2\x82",
+        b"\xac",
+        b"\xf0\x9f\x98",
+        b"\x80",
+        b"\xff",
+        b"\xed\xa0",
+        b"\xef\xbb\xbf",
+    ]
+)
+
+
+@given(pieces=st.lists(UTF8_PIECES, max_size=40), noise=st.binary(max_size=40))
+@settings(max_examples=400, deadline=None, database=None)
+def test_tag_opens_counted_in_utf8_bytes_are_those_of_the_decoded_text(pieces: list[bytes], noise: bytes) -> None:
+    payload = b"".join(pieces) + noise
+    decoded = payload.decode("utf-8", "replace")
+    assert utf8_tag_opens(payload) == decoded.count("<")
+    with contextlib.suppress(UnicodeDecodeError):
+        assert utf8_tag_opens(payload) == payload.decode("utf-8").count("<")
