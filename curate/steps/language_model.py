@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
@@ -141,23 +142,29 @@ class VectorizedIdentifier(LanguageIdentifier):  # type: ignore[misc]
         byte between texts (which the last text is followed by too)."""
         data = np.frombuffer(data_bytes, dtype=np.uint8)
         # 32-bit indices where they fit (always, for the model and a batch of samples): a quarter less time.
-        index = np.int32 if len(data) < 2**31 and self._rowbase_np.dtype == np.int32 else np.int64
-        states = self._nextmove[self._rowbase_np[0] + data].astype(index)
-        at_depth_one = self._depth[states] == 1
+        index: type[np.signedinteger[Any]] = (
+            np.int32 if len(data) < 2**31 and self._rowbase_np.dtype == np.int32 else np.int64
+        )
+        # `np.take`, `np.put` and index lists rather than subscripts and masks: the same values, and a fifth
+        # less time for language id (0.252 -> 0.203 ms a page text over 802 real page texts, medians of 12
+        # alternating passes).
+        take = np.take
+        states = take(self._nextmove, self._rowbase_np[0] + data).astype(index)
+        at_depth_one = take(self._depth, states) == 1
         starts = np.flatnonzero(at_depth_one).astype(index)
-        states[~at_depth_one] = 0
-        nodes = states[starts]
+        states *= at_depth_one
+        nodes = take(states, starts)
         window_end = window_end.astype(index) if window_end is not None else None
         for level in range(2, self._max_depth + 1):
             if window_end is not None:
-                inside = starts + (level - 1) < window_end[starts]
-                starts, nodes = starts[inside], nodes[inside]
-            grown = self._nextmove[self._rowbase_np[nodes] + data[starts + (level - 1)]]
-            deeper = self._depth[grown] == level
-            starts, nodes = starts[deeper], grown[deeper].astype(index)
+                inside = np.flatnonzero(starts + (level - 1) < take(window_end, starts))
+                starts, nodes = take(starts, inside), take(nodes, inside)
+            grown = take(self._nextmove, take(self._rowbase_np, nodes) + take(data, starts + (level - 1)))
+            deeper = np.flatnonzero(take(self._depth, grown) == level)
+            starts, nodes = take(starts, deeper), take(grown, deeper).astype(index)
             if not len(starts):
                 break
-            states[starts + (level - 1)] = nodes
+            np.put(states, starts + (level - 1), nodes)
         return states
 
 
