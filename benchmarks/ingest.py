@@ -14,7 +14,7 @@ of a worker process are a large part of the cold figure.
     resiliparse-only floor   FastWARC read -> decode -> resiliparse main-content text: no math, URLs or langid
 Peer set, each a whole command (wall and CPU of the child and what it reaps, from os.wait4):
     curate ingest --local-runner   the CLI, interpreter start and imports included
-    datatrove, one worker          WarcReader -> Trafilatura(favour_precision) -> JsonlWriter, 1 task, 1 worker
+    datatrove, one worker          WarcReader -> Trafilatura(favour_precision) -> ParquetWriter (zstd), 1 task, 1 worker
     openwebmath-text-extract       benchmarks/peers/owm_extract.py in .venv-peers (`make bench` builds it), on the
                                    HTML decoded here (decoding and WARC reading are not in its time)
 
@@ -229,13 +229,13 @@ def run_datatrove_worker(input_dir: str, work: str) -> None:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.readers import WarcReader
-    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.pipeline.writers import ParquetWriter
 
     LocalPipelineExecutor(
         pipeline=[
             WarcReader(input_dir, glob_pattern="*.warc.gz"),
             Trafilatura(favour_precision=True),
-            JsonlWriter(f"{work}/dt-output"),
+            ParquetWriter(f"{work}/dt-output", compression="zstd"),  # what curate writes
         ],
         tasks=1,
         workers=1,
