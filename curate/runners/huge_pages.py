@@ -1,21 +1,52 @@
-"""No transparent huge pages in curate's processes.
+"""No transparent huge pages while the local runner extracts.
 
-Arrow's allocator, mimalloc 3, asks the kernel for transparent huge pages on the memory it reserves. The first
-touch of a huge page makes the kernel find and zero all 2 MiB of it, and the read step's batches keep reaching
-fresh ones: zeroing was 12 % of an ingest's main process (perf), and a `curate ingest --local-runner` of
-2,439 real pages took 6.99 CPU s with huge pages against 6.71 s without (median of 4 alternating pairs; every
-pair gained). mimalloc's `allow_thp` option off turns them off for the whole process (`prctl`), which its
-children inherit: the extraction guard's child, and in a local Spark session the JVM and its Python workers.
+Arrow's allocator, mimalloc 3, advises the kernel to back the memory it reserves with transparent huge pages.
+The first touch of a huge page makes the kernel find and zero all 2 MiB of it, and the read step's batches keep
+reaching fresh ones: zeroing was 12 % of an ingest's main process (perf), and a `curate ingest --local-runner`
+of 2,439 real pages took 6.99 CPU s with huge pages against 6.71 s without (median of 4 alternating pairs;
+every pair gained). The guard's child, started inside, inherits the setting.
+
+Only there: fastText gains from huge pages where the kernel gives them to every process (THP `always`):
+scoring with a 2 GB model took 3.7 s with them against 4.2 s without. So the setting is taken back when the
+stage ends, and Spark's workers, which also score, keep the kernel's own. A user who sets mimalloc's own
+`MIMALLOC_ALLOW_THP` decides for the whole process, and this changes nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-MIMALLOC_HUGE_PAGES = "MIMALLOC_ALLOW_THP"
+PR_SET_THP_DISABLE = 41
+PR_GET_THP_DISABLE = 42
 
 
-def without_transparent_huge_pages() -> None:
-    """Takes effect only before pyarrow is first imported (mimalloc reads its options when the library loads);
-    a value already set in the environment is kept."""
-    os.environ.setdefault(MIMALLOC_HUGE_PAGES, "0")
+@contextmanager
+def transparent_huge_pages_off() -> Iterator[None]:
+    """Huge pages off for this process, and the processes it starts, until the block ends."""
+    prctl = _prctl()
+    if prctl is None or "MIMALLOC_ALLOW_THP" in os.environ or prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 0:
+        yield  # not Linux, the user's choice, or already off (by the user, or by an enclosing block)
+        return
+    if prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0)
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return function  # type: ignore[no-any-return]

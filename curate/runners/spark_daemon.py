@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 from curate.runners.blas import use_one_blas_thread
-from curate.runners.huge_pages import without_transparent_huge_pages
 
 PRELOADED = (
     "numpy",
@@ -64,7 +63,6 @@ def prefer_installed_pyspark() -> None:
 
 def preload() -> None:
     use_one_blas_thread()
-    without_transparent_huge_pages()
     for module in PRELOADED:
         with contextlib.suppress(Exception):
             importlib.import_module(module)

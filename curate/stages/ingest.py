@@ -11,6 +11,7 @@ file-level problem (unreadable file, truncation point), so records in = document
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from curate.errors import ConfigError
 from curate.io import fs
 from curate.io.warc import DEFAULT_MAX_RECORD_BYTES
 from curate.manifest import Manifest
+from curate.runners.huge_pages import transparent_huge_pages_off
 from curate.schema import DOCUMENTS, DROP_DETAIL, DROP_REASON, NOTE_REASON, WARC_FILES
 from curate.stage import Inputs, RunContext, Stage
 from curate.stage_rows import OutputCounts, count_rows, run_step_stage, write_local_output, write_spark_output
@@ -103,17 +105,18 @@ def _per_file_accounting(counts: OutputCounts) -> tuple[list[dict[str, Any]], di
 
 def run_extract(ctx: RunContext, inputs: Inputs, config: IngestConfig) -> Manifest:
     """`inputs.files`: the WARC files. Every record becomes one row, kept or dropped with a reason."""
-    return run_step_stage(
-        ctx,
-        inputs,
-        ingest_steps(config),
-        input_schema=WARC_FILES,
-        count_by=("warc_path",),
-        collect_reasons=FILE_PROBLEMS,
-        accounting=_per_file_accounting,
-        # Records are counted from the output itself: each record is exactly one kept or dropped row.
-        rows_in=lambda counts: counts.rows_out + sum(n for r, n in counts.drops.items() if r != NOTE_REASON),
-    )
+    with transparent_huge_pages_off() if ctx.runner == "local" else contextlib.nullcontext():
+        return run_step_stage(
+            ctx,
+            inputs,
+            ingest_steps(config),
+            input_schema=WARC_FILES,
+            count_by=("warc_path",),
+            collect_reasons=FILE_PROBLEMS,
+            accounting=_per_file_accounting,
+            # Records are counted from the output itself: each record is exactly one kept or dropped row.
+            rows_in=lambda counts: counts.rows_out + sum(n for r, n in counts.drops.items() if r != NOTE_REASON),
+        )
 
 
 URL_DEDUP_STEP = "exact_url_dedup_v1"

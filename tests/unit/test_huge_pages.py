@@ -1,4 +1,4 @@
-"""A `curate` command, and the processes it starts, run without transparent huge pages unless the user asks."""
+"""The local runner's extraction runs without transparent huge pages, and gives the process its setting back."""
 
 from __future__ import annotations
 
@@ -10,36 +10,64 @@ from pathlib import Path
 
 import pytest
 
+from support.warcs import real_pages, write_warc
+
 STATUS = Path("/proc/self/status")
 
 pytestmark = pytest.mark.skipif(
     not STATUS.exists() or "THP_enabled" not in STATUS.read_text(), reason="the kernel does not report THP_enabled"
 )
 
-_PROBE = (
+_ENABLED = (
     "import json, subprocess, sys\n"
-    "import curate.cli\n"
-    "import pyarrow as pa\n"
-    "pa.allocate_buffer(1 << 20)\n"
     "def enabled(status):\n"
     "    return int(status.split('THP_enabled:')[1].split()[0])\n"
-    "child = subprocess.run([sys.executable, '-c', 'print(open(\"/proc/self/status\").read())'],\n"
-    "                       capture_output=True, text=True, check=True).stdout\n"
-    "print(json.dumps({'self': enabled(open('/proc/self/status').read()), 'child': enabled(child)}))"
+    "def child():\n"
+    "    code = 'print(open(\"/proc/self/status\").read())'\n"
+    "    return enabled(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True).stdout)\n"
+    "def here():\n"
+    "    return enabled(open('/proc/self/status').read())\n"
 )
 
 
-def _huge_pages_enabled(environment: dict[str, str]) -> dict[str, int]:
+def _run(code: str, cwd: Path, environment: dict[str, str] | None = None) -> dict[str, object]:
+    if environment is None:
+        environment = {key: value for key, value in os.environ.items() if key != "MIMALLOC_ALLOW_THP"}
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=environment, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", _ENABLED + code], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
     )
+    assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def test_the_command_process_and_its_children_have_huge_pages_off() -> None:
-    environment = {key: value for key, value in os.environ.items() if key != "MIMALLOC_ALLOW_THP"}
-    assert _huge_pages_enabled(environment) == {"self": 0, "child": 0}
+_BLOCK = (
+    "from curate.runners.huge_pages import transparent_huge_pages_off\n"
+    "before = here()\n"
+    "with transparent_huge_pages_off():\n"
+    "    inside, inside_child = here(), child()\n"
+    "print(json.dumps({'before': before, 'inside': inside, 'child': inside_child, 'after': here()}))"
+)
 
 
-def test_a_users_own_setting_is_kept() -> None:
-    assert _huge_pages_enabled({**os.environ, "MIMALLOC_ALLOW_THP": "1"}) == {"self": 1, "child": 1}
+def test_huge_pages_are_off_inside_the_block_and_for_its_children_then_back(tmp_path: Path) -> None:
+    assert _run(_BLOCK, tmp_path) == {"before": 1, "inside": 0, "child": 0, "after": 1}
+
+
+def test_a_users_own_mimalloc_setting_is_left_alone(tmp_path: Path) -> None:
+    seen = _run(_BLOCK, tmp_path, {**os.environ, "MIMALLOC_ALLOW_THP": "1"})
+    assert seen == {"before": 1, "inside": 1, "child": 1, "after": 1}
+
+
+def test_a_local_ingest_leaves_the_process_as_it_found_it(tmp_path: Path, shared_data: Path) -> None:
+    write_warc(real_pages(shared_data)[:3], tmp_path / "pages.warc.gz")
+    seen = _run(
+        "from curate.cli.main import main\n"
+        "before = here()\n"
+        "try:\n"
+        "    main(['ingest', '-i', 'pages.warc.gz', '-o', 'run', '--local-runner'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps({'before': before, 'after': here()}))",
+        tmp_path,
+    )
+    assert seen == {"before": 1, "after": 1}
