@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support.warcs import real_pages, write_warc
 
 STATUS = Path("/proc/self/status")
