@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from support.warcs import real_pages, write_warc
-
-
-def _python(code: str, cwd: Path) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+from support.fresh_python import LOCAL_INGEST, python_json, write_pages_warc
 
 
 def test_a_local_ingest_command_never_imports_pandas(tmp_path: Path, shared_data: Path) -> None:
-    write_warc(real_pages(shared_data)[:3], tmp_path / "pages.warc.gz")
-    seen = _python(
-        "import json, sys\n"
-        "from curate.cli.main import main\n"
-        "main(['ingest', '-i', 'pages.warc.gz', '-o', 'run', '--local-runner'])\n"
+    write_pages_warc(tmp_path, shared_data)
+    seen = python_json(
+        LOCAL_INGEST + "import json, sys\n"
         "import pyarrow.parquet as pq\n"
         "rows = pq.read_table('run/01_extract').num_rows\n"
         "print(json.dumps({'pandas': 'pandas' in sys.modules, 'rows': rows}))",
@@ -32,7 +21,7 @@ def test_a_local_ingest_command_never_imports_pandas(tmp_path: Path, shared_data
 
 def test_pyarrow_takes_pandas_objects_as_arrays_again_once_asked(tmp_path: Path) -> None:
     """What a Spark session's driver needs: a pandas Categorical stays a dictionary array, not a list of strings."""
-    seen = _python(
+    seen = python_json(
         "import json\n"
         "from curate.runners.arrow_pandas import arrow_with_pandas, arrow_without_pandas\n"
         "arrow_without_pandas()\n"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.warcs import real_pages, write_warc
+from support.fresh_python import LOCAL_INGEST, python_json, write_pages_warc
 
 STATUS = Path("/proc/self/status")
 
@@ -32,11 +29,7 @@ _ENABLED = (
 def _run(code: str, cwd: Path, environment: dict[str, str] | None = None) -> dict[str, object]:
     if environment is None:
         environment = {key: value for key, value in os.environ.items() if key != "MIMALLOC_ALLOW_THP"}
-    done = subprocess.run(
-        [sys.executable, "-c", _ENABLED + code], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return python_json(_ENABLED + code, cwd, environment)
 
 
 _BLOCK = (
@@ -58,15 +51,6 @@ def test_a_users_own_mimalloc_setting_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_a_local_ingest_leaves_the_process_as_it_found_it(tmp_path: Path, shared_data: Path) -> None:
-    write_warc(real_pages(shared_data)[:3], tmp_path / "pages.warc.gz")
-    seen = _run(
-        "from curate.cli.main import main\n"
-        "before = here()\n"
-        "try:\n"
-        "    main(['ingest', '-i', 'pages.warc.gz', '-o', 'run', '--local-runner'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print(json.dumps({'before': before, 'after': here()}))",
-        tmp_path,
-    )
+    write_pages_warc(tmp_path, shared_data)
+    seen = _run("before = here()\n" + LOCAL_INGEST + "print(json.dumps({'before': before, 'after': here()}))", tmp_path)
     assert seen == {"before": 1, "after": 1}
