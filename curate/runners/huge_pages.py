@@ -44,7 +44,7 @@ def _prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).prctl
+        function = ctypes.CDLL(None).prctl
     except (OSError, AttributeError):
         return None
     function.restype = ctypes.c_int
