@@ -14,7 +14,9 @@ response records, the whole mix repeated):
    curate's phases is printed beside `extract_record` itself, which is what the guard's child runs. The
    child's CPU per record in (1) minus this is what the child pays in the stage beyond the function itself:
    its side of the guard's protocol, and whatever else differs there (the stage's other steps run between
-   its records, and share its caches).
+   its records, and share its caches). Below it, costs inside two phases: in parsing, which the floor pays
+   too, the decoded text's encoding back to UTF-8 that `HTMLTree.parse` asks CPython for; in the math
+   rewrite, one DOM walk, the least that its one selector query can cost.
 4. The guard's own cost: every page through `extract_record` in this process and through the guard (this
    process and its child, in batches of a reader's 100 pages as ExtractStep sends them), the two passes
    alternating with the order swapped each round, the median of `--rounds`.
@@ -165,6 +167,34 @@ def page_phases(passes: int) -> tuple[int, dict[str, float], dict[str, float], f
     return len(bodies), mean_of(floor), mean_of(curate), mean_of(whole)["whole"]
 
 
+def shared_costs(passes: int) -> tuple[float, float]:
+    """Per page, the best of `passes`: CPython's encoding of the decoded text back to UTF-8 (`str.encode`,
+    the work `HTMLTree.parse` asks of CPython for a text that is not ASCII), and one walk of the DOM by a
+    selector query that matches nothing, the least any query costs (the math rewrite's one query is that
+    walk and its matching)."""
+    from resiliparse.parse.html import HTMLTree
+    from support.warcs import real_pages
+
+    from curate.extraction.decode import decode_html
+
+    bodies = [page.html for page in real_pages(SHARED)]
+    encoding = walking = float("inf")
+    for _ in range(passes):
+        encoded = walked = 0.0
+        for body in bodies:
+            text = decode_html(body, None)[0]
+            start = time.process_time()
+            text.encode("utf-8", "surrogatepass")
+            encoded += time.process_time() - start
+            tree = HTMLTree.parse(text)
+            start = time.process_time()
+            if tree.document is not None:
+                tree.document.query_selector_all("#no-such-id")
+            walked += time.process_time() - start
+        encoding, walking = min(encoding, encoded), min(walking, walked)
+    return 1000 * encoding / len(bodies), 1000 * walking / len(bodies)
+
+
 def guard_cost(rounds: int) -> tuple[int, float, float]:
     """Per page, `extract_record` in this process and through the extraction guard, as the median of `rounds`.
 
@@ -261,6 +291,10 @@ def main() -> None:
         print(f"  {'sum':<52} {sum(floor_phases.values()):6.3f} {sum(curate_phases.values()):6.3f}")
         print(f"  {'extract_record, whole (what the guard child runs)':<52} {'':6} {whole:6.3f}")
         print(f"  {'guard child a record (1) minus extract_record':<52} {'':6} {child_cpu * per_record - whole:6.3f}")
+        encoding, walking = shared_costs(args.passes)
+        print(f"  inside the phases, best of {args.passes} passes:")
+        print(f"  {'  parsing: the text encoded back to UTF-8 (CPython)':<52} {encoding:6.3f} {encoding:6.3f}")
+        print(f"  {'  math rewrite: one DOM walk (a query matching nothing)':<52} {'':6} {walking:6.3f}")
         pages, in_process, guarded = guard_cost(args.rounds)
         print(f"\n4. the guard's own cost, {pages} pages, median of {args.rounds} alternating rounds (CPU ms a page)")
         print(f"  {'extract_record in this process':<52} {in_process:6.3f}")
