@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.fresh_python import LOCAL_INGEST, python_json, write_pages_warc
 from support.guard_targets import behave
 from support.warcs import real_pages
 
@@ -260,3 +261,18 @@ def test_a_child_whose_worker_goes_away_mid_request_exits_quietly(cut: str) -> N
     (ready_size,) = struct.unpack("!Q", stdout[:8])
     assert len(stdout) == 8 + ready_size
     assert pickle.loads(stdout[8:]) == (0, None)
+
+
+def test_a_command_reaps_its_guard_child_before_exit(tmp_path: Path, shared_data: Path) -> None:
+    """The child is waited for while the interpreter is whole, so the command's own CPU accounting (its
+    parent's wait4, as the benchmarks use) includes the child. An exit hook registered before curate is
+    imported runs after curate's own, and must already see the child's CPU among the reaped children."""
+    write_pages_warc(tmp_path, shared_data)
+    report = (
+        "import atexit, json, resource\n"
+        "def report():\n"
+        "    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "    print(json.dumps({'children_cpu': reaped.ru_utime + reaped.ru_stime}))\n"
+        "atexit.register(report)\n"
+    )
+    assert python_json(report + LOCAL_INGEST, tmp_path)["children_cpu"] > 0
