@@ -128,16 +128,21 @@ def run_url_dedup(ctx: RunContext, inputs: Inputs, config: None = None) -> Manif
     with Stage(ctx, inputs, config={"keep": "latest warc_date, then smallest doc_id"}, steps=[URL_DEDUP_STEP]) as stage:
         if stage.pending:
             if ctx.runner == "local":
-                parts = sorted(str(p) for p in Path(fs.local_path(source)).glob("part-*.parquet"))
-                drops = _url_duplicates_local(parts)
-                schema = pq.read_schema(parts[0]) if parts else DOCUMENTS
-                schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
-                counts = write_local_output(stage, _with_drops(parts, drops), schema)
+                with transparent_huge_pages_off():
+                    counts = _url_dedup_local(stage, source)
             else:
                 df = ctx.spark.read.parquet(fs.to_uri(source))
                 counts = write_spark_output(stage, _flag_url_duplicates_spark(df))
             stage.finish(rows_in=count_rows(ctx, source), rows_out=counts.rows_out, drops=counts.drops)
     return stage.result
+
+
+def _url_dedup_local(stage: Stage, source: str) -> OutputCounts:
+    parts = sorted(str(p) for p in Path(fs.local_path(source)).glob("part-*.parquet"))
+    drops = _url_duplicates_local(parts)
+    schema = pq.read_schema(parts[0]) if parts else DOCUMENTS
+    schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
+    return write_local_output(stage, _with_drops(parts, drops), schema)
 
 
 def _url_duplicates_local(parts: list[str]) -> tuple[list[str | None], list[str | None]]:

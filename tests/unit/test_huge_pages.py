@@ -61,3 +61,20 @@ def test_a_local_ingest_leaves_the_process_as_it_found_it(tmp_path: Path, shared
     write_pages_warc(tmp_path, shared_data)
     seen = _run("before = here()\n" + LOCAL_INGEST + "print(json.dumps({'before': before, 'after': here()}))", tmp_path)
     assert seen == {"before": 1, "after": 1}
+
+
+def test_both_stages_of_a_local_ingest_run_without_them(tmp_path: Path, shared_data: Path) -> None:
+    write_pages_warc(tmp_path, shared_data)
+    record_inside = (
+        "from curate.stages import ingest\n"
+        "seen = {}\n"
+        "def recording(name, function):\n"
+        "    def run(*args, **kwargs):\n"
+        "        seen[name] = here()\n"
+        "        return function(*args, **kwargs)\n"
+        "    return run\n"
+        "ingest.run_step_stage = recording('extract', ingest.run_step_stage)\n"
+        "ingest._url_dedup_local = recording('url_dedup', ingest._url_dedup_local)\n"
+    )
+    seen = _run(record_inside + LOCAL_INGEST + "print(json.dumps({**seen, 'after': here()}))", tmp_path)
+    assert seen == {"extract": 0, "url_dedup": 0, "after": 1}
