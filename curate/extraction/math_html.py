@@ -118,7 +118,9 @@ _FORMULA_IMAGE = ", ".join(
 _MEDIAWIKI_GROUP = "mwe-math-element"
 _CANDIDATES = [
     'script[type^="math/" i]',
-    f"math:not(.{_MEDIAWIKI_GROUP} math)",
+    # Not a <math> inside another: the outer one's replacement covers it, and asking each nested one whether it
+    # is covered (`closest`) walks all its ancestors, quadratic in the nesting (5,391 nested took 4.3 s).
+    f"math:not(.{_MEDIAWIKI_GROUP} math, math math)",
     # Containers not directly inside another: a directly nested container is its parent's content.
     "> mjx-container",
     ":not(mjx-container) > mjx-container",
