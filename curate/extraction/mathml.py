@@ -489,12 +489,12 @@ def _under_over(node: MathNode, tag: str) -> str:
     base_node = parts[0]
     base = _convert(base_node)
     under = over = None
-    if tag == "munder":
-        under = parts[1]
-    elif tag == "mover":
+    if tag == "mover":
         over = parts[1]
-    elif len(parts) >= 3:
-        under, over = parts[1], parts[2]
+    else:  # munder, or munderover, which may lack its overscript (seen in a fuzzed page)
+        under = parts[1]
+        if tag == "munderover" and len(parts) >= 3:
+            over = parts[2]
     if base in _LIMIT_OPERATORS or base.startswith(r"\operatorname"):
         out = base
         if under is not None:

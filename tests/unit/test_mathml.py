@@ -140,6 +140,12 @@ def test_unknown_elements_keep_their_text() -> None:
     assert mathml_to_latex("") == ""
 
 
+def test_munderover_short_of_its_overscript_reads_as_munder() -> None:
+    # A fuzzed page had one with two children, where the converter asserted three.
+    assert mathml_to_latex("<math><munderover><mo>∑</mo><mi>i</mi></munderover></math>") == r"\sum_i"
+    assert mathml_to_latex("<math><munderover><mi>x</mi><mo>_</mo></munderover></math>") == r"\underline{x}"
+
+
 def test_real_mathjax_demo_page(shared_data: Path) -> None:
     """The MathJax MathML demo (no annotations): every <math> converts to TeX without leftovers."""
     html = (shared_data / "html/llm-webkit-bench/data/origin/math_mathjax_mathml_1.html").read_text(encoding="utf-8")
