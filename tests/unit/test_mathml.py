@@ -146,6 +146,15 @@ def test_munderover_short_of_its_overscript_reads_as_munder() -> None:
     assert mathml_to_latex("<math><munderover><mi>x</mi><mo>_</mo></munderover></math>") == r"\underline{x}"
 
 
+def test_markup_with_no_closing_bracket_is_read_in_linear_time() -> None:
+    # A fuzzed page's math script held 1,000 `<` and no `>`: the tag pattern re-split each one at every length.
+    import time
+
+    started = time.process_time()
+    mathml_to_latex("<x]\\end{&" * 2000)
+    assert time.process_time() - started < 1.0  # minutes before
+
+
 def test_real_mathjax_demo_page(shared_data: Path) -> None:
     """The MathJax MathML demo (no annotations): every <math> converts to TeX without leftovers."""
     html = (shared_data / "html/llm-webkit-bench/data/origin/math_mathjax_mathml_1.html").read_text(encoding="utf-8")
