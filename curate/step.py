@@ -11,7 +11,6 @@ ones, so every drop is counted from materialised data and the dropped ids can be
 
 from __future__ import annotations
 
-import atexit
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
@@ -36,19 +35,6 @@ def worker_cached(key: str, factory: Callable[[], Any]) -> Any:
         if key not in _worker_cache:
             _worker_cache[key] = factory()
         return _worker_cache[key]
-
-
-@atexit.register
-def _close_worker_processes() -> None:
-    """Close what the cache holds that owns a process (the extraction guard and its child), while the
-    interpreter is whole. Left to teardown, the guard's `__del__` may find module globals gone and leave its
-    child unreaped: the child outlives the command, and the command's CPU as its parent counts it (wait4)
-    misses the child's."""
-    with _worker_cache_lock:
-        owners = [key for key, value in _worker_cache.items() if callable(getattr(value, "close", None))]
-        closing = [_worker_cache.pop(key) for key in owners]
-    for owner in closing:
-        owner.close()
 
 
 class Step:

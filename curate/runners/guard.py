@@ -28,6 +28,7 @@ its stdin closes, so it never outlives its worker.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import mmap
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -79,6 +81,18 @@ class Raised:
     exception: Exception
 
 
+# Every guard, closed at exit while the interpreter is whole. Left to teardown, `__del__` may find module globals
+# gone and leave the child unreaped: it outlives the command, and the command's CPU as its parent counts it
+# (wait4) misses the child's.
+_LIVE: weakref.WeakSet[RecordGuard] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_guards() -> None:
+    for guard in list(_LIVE):
+        guard.close()
+
+
 class RecordGuard:
     """Calls `target` (`"package.module:function"`) on records in a supervised child process.
 
@@ -98,6 +112,7 @@ class RecordGuard:
         self._pages_fd: int | None = None
         self._pages: mmap.mmap | None = None
         self.restarts = 0
+        _LIVE.add(self)
 
     def call(self, *args: Any) -> Any:
         (result,) = self.call_many([args])

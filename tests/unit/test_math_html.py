@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,6 @@ def test_nested_candidates_are_rewritten_once() -> None:
 def test_deeply_nested_mathml_is_rewritten_once_in_linear_time() -> None:
     # Found by a randomized run of the page fuzz: 5,391 nested <math> took 5.9 CPU s, each asking whether an
     # ancestor was already replaced. The outermost one is the formula; those inside it are never candidates.
-    import time
-
     depth = 4500  # below MAX_ELEMENT_DEPTH, so extraction goes on
     nested = "<math><mi>x</mi>" * depth + "</math>" * depth
     started = time.process_time()
