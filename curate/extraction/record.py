@@ -15,14 +15,26 @@ Outcome = tuple[str | None, str | None, bool | None, str | None, str | None]
 
 
 def extract_record(
-    payload: bytes | None, http_charset: str | None, content_type: str | None, min_chars: int
+    payload: bytes | None,
+    http_charset: str | None,
+    content_type: str | None,
+    min_chars: int,
+    tag_opens: int | None = None,
 ) -> Outcome:
-    """One record's extraction; the same function runs in-process and in the guarded child."""
+    """One record's extraction; the same function runs in-process and in the guarded child.
+
+    `tag_opens` is the number of `<` bytes in `payload`, from a caller that counts it more cheaply than this
+    process can (`utf8_tag_opens`); None counts them here.
+    """
     charset = None
     try:
         sniff_html(payload or b"", declared_html=(content_type or "").startswith(HTML_TYPES))
         html, charset = decode_html(payload or b"", http_charset)
-        extracted = extract_main_text(html, tag_opens=utf8_tag_opens(payload or b"") if charset == "utf-8" else None)
+        if charset != "utf-8":
+            tag_opens = None  # counted in the decoded text instead
+        elif tag_opens is None:
+            tag_opens = utf8_tag_opens(payload or b"")
+        extracted = extract_main_text(html, tag_opens=tag_opens)
     except NotHtml as exc:
         return None, charset, None, "non_html", str(exc)
     except DecodeFailed as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from curate.extraction.record import Outcome, extract_record
@@ -84,15 +85,12 @@ class ExtractStep(Step):
         self, payloads: list[Any], http_charsets: list[str | None], content_types: list[str | None]
     ) -> list[Outcome]:
         """Each record's extraction: in this process, or the whole batch through the guard's child at once."""
-        if not self.isolated:
-            return [
-                extract_record(payload, http_charset, content_type, self.min_chars)
-                for payload, http_charset, content_type in zip(payloads, http_charsets, content_types, strict=True)
-            ]
         requests = [
-            (payload, http_charset, content_type, self.min_chars)
+            (payload, http_charset, content_type, self.min_chars, _tag_opens(payload))
             for payload, http_charset, content_type in zip(payloads, http_charsets, content_types, strict=True)
         ]
+        if not self.isolated:
+            return [extract_record(*request) for request in requests]
         outcomes: list[Outcome] = []
         for result in self._guard().call_many(requests):
             if isinstance(result, Raised):
@@ -120,6 +118,15 @@ class ExtractStep(Step):
         columns = {name: batch.column(name) for name in _PASSTHROUGH}
         columns.update({name: pa.array(values, schema.field(name).type) for name, values in made.items()})
         return conform(pa.RecordBatch.from_pydict(columns), schema)
+
+
+def _tag_opens(payload: bytes | memoryview | None) -> int | None:
+    """The number of `<` bytes in the page, which decides whether extraction must measure its nesting depth.
+    Counted here because this process has numpy: 0.023 ms on the real pages' mean of 150 KB, against 0.056 ms
+    for the extraction child's own count (`utf8_tag_opens`)."""
+    if payload is None:
+        return None
+    return int(np.count_nonzero(np.frombuffer(payload, dtype=np.uint8) == ord("<")))
 
 
 def _payload_views(payloads: pa.Array) -> list[memoryview | None]:

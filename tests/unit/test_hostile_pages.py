@@ -45,3 +45,31 @@ def test_nested_mathjax_containers_under_the_limit_take_a_fraction_of_a_second()
     text, _, _, reason, _ = extract_record(nested_mjx_containers(MAX_ELEMENT_DEPTH - 10), None, "text/html", 1)
     assert reason is None and text == "$x$"
     assert time.process_time() - started < 2.0
+
+
+@pytest.mark.parametrize("isolated", [True, False], ids=["guarded", "in-process"])
+def test_the_step_counts_tag_opens_for_extraction_with_the_same_outcomes(isolated: bool) -> None:
+    """ExtractStep counts each page's `<` bytes itself and hands the count to `extract_record`: the outcomes are
+    those of `extract_record` counting on its own, the deep page included, and the count is the child's."""
+    import pyarrow as pa
+
+    from curate.extraction.math_html import utf8_tag_opens
+    from curate.schema import WARC_RECORDS
+    from curate.steps.extract import ExtractStep, _tag_opens
+
+    pages = [
+        nested_divs(MAX_ELEMENT_DEPTH + 10),
+        nested_divs(MAX_ELEMENT_DEPTH - 10),
+        "<p>caf\u00e9 &lt; 1 <b>x</b> \ufffd</p>".encode(),
+        b"<p>\xe9t\xe9 <i>latin-1</i></p>",
+    ]
+    assert [_tag_opens(page) for page in pages] == [utf8_tag_opens(page) for page in pages]
+    schema = WARC_RECORDS.append(pa.field("host", pa.string())).append(pa.field("registered_domain", pa.string()))
+    rows = {name: [None] * len(pages) for name in schema.names}
+    rows.update(payload=pages, content_type=["text/html"] * len(pages))
+    batch = pa.RecordBatch.from_pydict(rows, schema=schema)
+    out = ExtractStep(isolated=isolated).process(batch)
+    expected = [extract_record(page, None, "text/html", 1) for page in pages]
+    assert out.column("drop_reason").to_pylist() == [outcome[3] for outcome in expected]
+    assert out.column("text").to_pylist() == [outcome[0] for outcome in expected]
+    assert out.column("drop_reason").to_pylist()[:2] == ["too_deep", None]
