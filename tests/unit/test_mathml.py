@@ -154,6 +154,17 @@ def test_markup_with_no_closing_bracket_is_read_in_linear_time() -> None:
     assert time.process_time() - started < 1.0  # minutes before
 
 
+def test_script_elements_short_of_their_scripts_are_converted_once() -> None:
+    # A fuzzed page opened 100 `<msup>` and closed one: each outer one holds a single child. Converting that
+    # child as a base first, and then again as a row, doubled the work at every level: 20 levels are a million
+    # conversions (seconds), 100 never ended.
+    for tag in ("msup", "msub", "msubsup"):
+        started = time.process_time()
+        latex = mathml_to_latex("<math>" + f"<{tag}>" * 20 + "<mi>x</mi><mn>2</mn>" + f"</{tag}>" + "</math>")
+        assert time.process_time() - started < 1.0
+        assert latex == {"msup": "x^2", "msub": "x_2", "msubsup": "x2"}[tag]
+
+
 def test_real_mathjax_demo_page(shared_data: Path) -> None:
     """The MathJax MathML demo (no annotations): every <math> converts to TeX without leftovers."""
     html = (shared_data / "html/llm-webkit-bench/data/origin/math_mathjax_mathml_1.html").read_text(encoding="utf-8")
