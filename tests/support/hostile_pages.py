@@ -71,6 +71,11 @@ def mathml_comment_soup(count: int = 50_000) -> bytes:
     return _page('<p><script type="math/mml"><math>' + "<!--" * count + "<mi>x</mi></math></script></p>")
 
 
+def unclosed_scripts(depth: int = 60) -> bytes:
+    # Just under the MathML converter's depth cut: every outer <msup> holds one child, the next <msup>.
+    return _page("<p>Power: <math>" + "<msup>" * depth + "<mi>x</mi><mn>2</mn></msup></math></p>")
+
+
 HOSTILE_PAGES: dict[str, Callable[[], bytes]] = {
     "nested_mrow": nested_mrow,
     "asciimath_sqrt": asciimath_sqrt,
@@ -85,6 +90,7 @@ HOSTILE_PAGES: dict[str, Callable[[], bytes]] = {
     "many_formulas": many_formulas,
     "cdata_whitespace": cdata_whitespace,
     "mathml_comment_soup": mathml_comment_soup,
+    "unclosed_scripts": unclosed_scripts,
 }
 
 EXPECTED_DROPS: dict[str, str | None] = {
@@ -101,4 +107,5 @@ EXPECTED_DROPS: dict[str, str | None] = {
     "many_formulas": None,
     "cdata_whitespace": None,
     "mathml_comment_soup": None,
+    "unclosed_scripts": None,
 }
