@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 from resiliparse.parse.html import HTMLTree
 
 from curate.extraction.mathml import mathml_to_latex
@@ -199,3 +201,55 @@ def test_markup_cut_at_the_depth_limit_keeps_its_symbols() -> None:
     deep = "<math>" + "<mrow>" * 80 + "<mi>a</mi><mo>+</mo><mn>2</mn>" + "</mrow>" * 80 + "</math>"
     assert mathml_to_latex(deep) == "a+2"
     assert mathml_to_latex("<math>" + "<mrow>" * 5000 + "<mi>x</mi>" + "</mrow>" * 5000 + "</math>") == "x"
+
+
+_TAGS = (
+    "mrow", "msup", "msub", "msubsup", "mfrac", "msqrt", "mroot", "munder", "mover", "munderover", "mfenced", "mtable",
+    "mtr", "mtd", "mlabeledtr", "mmultiscripts", "mprescripts", "none", "semantics", "annotation", "maction",
+    "menclose", "mstyle", "mpadded", "mphantom", "mspace", "mglyph",
+)  # fmt: skip
+_LEAVES = (
+    "<mi>x</mi>",
+    "<mn>2</mn>",
+    "<mo>+</mo>",
+    "<mo>(</mo>",
+    "<mo>)</mo>",
+    "<mo>&#x2211;</mo>",
+    "<mi>",
+    "</mo>",
+    "",
+)
+_ATTRIBUTES = ("", " linethickness='0'", " open='[' close='}'", " separators=';;'", " notation='box radical'",
+               " columnalign='left right'", " bevelled='true'", " accent='true'", " width='1em'")  # fmt: skip
+
+
+@st.composite
+def _mathml(draw: st.DrawFn, depth: int = 0) -> str:
+    if depth > 8 or draw(st.integers(0, 9)) < 2:
+        return draw(st.sampled_from(_LEAVES))
+    tag = draw(st.sampled_from(_TAGS))
+    children = draw(st.lists(_mathml(depth + 1), max_size=4))
+    closing = draw(st.sampled_from((f"</{tag}>", f"</{tag}>", f"</{tag}>", "")))  # a quarter left open
+    return f"<{tag}{draw(st.sampled_from(_ATTRIBUTES))}>" + "".join(children) + closing
+
+
+@st.composite
+def _chains(draw: st.DrawFn) -> str:
+    # 20 levels of one element, each holding the next and the same few leaves: the shape in which converting a
+    # child twice doubles the work at every level (it did for one-child `msup`). 20 levels make such a
+    # regression fail here in seconds (a million conversions) instead of never finishing, as 64 would.
+    tag = draw(st.sampled_from(_TAGS))
+    leaves = "".join(draw(st.lists(st.sampled_from(_LEAVES), max_size=2)))
+    closing = f"{leaves}</{tag}>" if draw(st.booleans()) else leaves
+    return f"<{tag}>" * 20 + draw(st.sampled_from(_LEAVES)) + closing * 20
+
+
+# Not shrunk: a failing example here may take seconds, and shrinking would run hundreds of them.
+@settings(max_examples=150, derandomize=True, database=None, deadline=None, phases=(Phase.explicit, Phase.generate))
+@given(markup=st.one_of(_mathml(), _chains()))
+def test_any_mathml_converts_without_error_in_a_fraction_of_a_second(markup: str) -> None:
+    for prefer_source in (True, False):
+        started = time.process_time()
+        latex = mathml_to_latex(f"<math>{markup}</math>", prefer_source=prefer_source)
+        assert time.process_time() - started < 1.0
+        assert "<" not in latex.replace(r"\langle", "")
