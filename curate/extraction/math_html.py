@@ -32,8 +32,10 @@ from curate.extraction.mathml import mathml_to_latex
 __all__ = [
     "MATH_SPAN_RE",
     "MAX_ELEMENT_DEPTH",
+    "MAX_TAG_LEVELS",
     "Extracted",
     "TooDeep",
+    "depth_limit",
     "extract_main_text",
     "iter_math_spans",
     "utf8_tag_opens",
@@ -44,16 +46,25 @@ __all__ = [
 DOMNode = Any
 
 
-# Resiliparse's main-content pass is quadratic in element depth (100,000 nested <div> took ~123 s), and so is
-# `closest` on each candidate formula inside deep markup; no page of the shared data is even 64 elements deep.
-# A page needs that many tags to be that deep, so the C-side selector query that measures depth runs only on
-# pages with as many `<` (1 page in 40 of the shared data; +4% CPU time over all of them).
+# Resiliparse's main-content pass costs every element a step for each element above it, and so does matching a
+# selector with a descendant part: a page's work grows with its number of tags times its depth (100,000 nested
+# <div> took ~123 s; 20,000 short spans of text 4,900 levels deep, 745 KB, 16 CPU s). So a page may nest at most
+# MAX_ELEMENT_DEPTH deep, and at most MAX_TAG_LEVELS divided by its number of `<`: 1,200 levels for those 20,000
+# spans. No page of the shared data is even 64 elements deep, and none reaches 0.7 million tag-levels.
+# A page needs as many tags as its depth, so the C-side selector query that measures depth runs only on pages
+# with at least as many `<` as their limit (1 page in 40 of the shared data; +4% CPU time over all of them).
 MAX_ELEMENT_DEPTH = 5000
+MAX_TAG_LEVELS = 30_000_000
 _DEEPER_THAN_LIMIT = " > ".join(["*"] * MAX_ELEMENT_DEPTH)
 
 
+def depth_limit(tag_opens: int) -> int:
+    """The deepest nesting extraction takes on for a page with `tag_opens` `<`."""
+    return min(MAX_ELEMENT_DEPTH, MAX_TAG_LEVELS // max(1, tag_opens))
+
+
 class TooDeep(ValueError):
-    """A page whose elements nest deeper than `MAX_ELEMENT_DEPTH`: no real page does, and extraction would take
+    """A page whose elements nest deeper than its `depth_limit`: no real page does, and extraction would take
     minutes."""
 
 
@@ -118,8 +129,9 @@ _FORMULA_IMAGE = ", ".join(
 _MEDIAWIKI_GROUP = "mwe-math-element"
 _CANDIDATES = [
     'script[type^="math/" i]',
-    # Not a <math> inside another: the outer one's replacement covers it, and asking each nested one whether it
-    # is covered (`closest`) walks all its ancestors, quadratic in the nesting (5,391 nested took 4.3 s).
+    # Not a <math> inside another: the outer one's replacement covers it, and each nested one would cost a node
+    # wrapper in Python (and, when coverage was asked with `closest`, a walk of its ancestors: 5,391 nested took
+    # 4.3 s).
     f"math:not(.{_MEDIAWIKI_GROUP} math, math math)",
     # Containers not directly inside another: a directly nested container is its parent's content.
     "> mjx-container",
@@ -128,6 +140,10 @@ _CANDIDATES = [
     ".math",
     f"img:is({_FORMULA_IMAGE}):not(.{_MEDIAWIKI_GROUP} img)",
 ]
+# Every kind of candidate, wherever it stands: what a planned replacement covers.
+_COVERABLE = ", ".join(
+    ['script[type^="math/" i]', "math", "mjx-container", f".{_MEDIAWIKI_GROUP}", ".math", f"img:is({_FORMULA_IMAGE})"]
+)
 # Scripts that may load or configure AsciiMath; they sit in <head>, so they are looked for in the document.
 _ASCIIMATH_LOADER = 'script:is([src*="asciimath" i], [src*="am_" i], [type*="mathjax" i])'
 # Candidates and loaders in one query: every selector of a list costs a pass over the elements, so grouping
@@ -191,8 +207,10 @@ def extract_main_text(
     tree = HTMLTree.parse(html)
     if tag_opens is None:
         tag_opens = html.count("<")
-    if tag_opens >= MAX_ELEMENT_DEPTH and _deeper_than_limit(tree):
-        raise TooDeep(f"elements nest deeper than {MAX_ELEMENT_DEPTH} levels")
+    limit = depth_limit(tag_opens)
+    if tag_opens >= limit and _deeper_than(tree, limit):
+        detail = "" if limit == MAX_ELEMENT_DEPTH else f" ({tag_opens} tags: over {MAX_TAG_LEVELS:,} tag-levels)"
+        raise TooDeep(f"elements nest deeper than {limit} levels{detail}")
     rewritten, asciimath_page = _rewrite_math(tree)
     text = extract_plain_text(tree, **{**TEXT_OPTIONS, "main_content": main_content, "comments": comments})
     if asciimath_page and "`" in text:
@@ -228,8 +246,9 @@ def utf8_tag_opens(payload: bytes) -> int:
     return len(payload) - len(payload.replace(b"<", b""))
 
 
-def _deeper_than_limit(tree: HTMLTree) -> bool:
-    return tree.document is not None and tree.document.query_selector(_DEEPER_THAN_LIMIT) is not None
+def _deeper_than(tree: HTMLTree, levels: int) -> bool:
+    selector = _DEEPER_THAN_LIMIT if levels == MAX_ELEMENT_DEPTH else " > ".join(["*"] * levels)
+    return tree.document is not None and tree.document.query_selector(selector) is not None
 
 
 def _looks_like_formula(span: str) -> bool:
@@ -325,18 +344,21 @@ def _rewrite_math(tree: HTMLTree) -> tuple[int, bool]:
 class _Plan:
     """Replacements decided on the unmodified tree: (node, TeX or None to delete, display).
 
-    Planned nodes are marked with an attribute, so "is this inside a planned node" and "does this hold one"
-    are single C-side queries (`closest`, `query_selector`) instead of walks that bring every ancestor into
-    Python (20,000 nested `<mjx-container>` took 260 s that way).
+    Whether a candidate is covered (is, or lies inside, a planned node) is a set lookup: planning a node also
+    records the candidates inside it, found by one C-side query of its subtree. Asking each candidate instead
+    (`closest`) walked all its ancestors: 1.8 ms a formula on a page nested 4,900 deep, 13.6 CPU s for a
+    page of 5,000 formulas. Planned nodes are also marked with an attribute, so "does this hold a planned
+    node" is a single C-side query too, not a walk that brings every descendant into Python.
     """
 
     def __init__(self) -> None:
         self.edits: list[tuple[DOMNode, str | None, bool]] = []
+        # resiliparse nodes hash and compare by the DOM node they wrap; the tree is not edited while planning.
+        self._covered: set[DOMNode] = set()
 
-    @staticmethod
-    def covers(node: DOMNode) -> bool:
-        """Whether `node` is, or lies inside, a node already planned for replacement."""
-        return node.closest(f"[{_PLANNED}]") is not None
+    def covers(self, node: DOMNode) -> bool:
+        """Whether `node`, a candidate, is or lies inside a node already planned for replacement."""
+        return node in self._covered
 
     @staticmethod
     def holds_target(node: DOMNode) -> bool:
@@ -345,6 +367,9 @@ class _Plan:
 
     def add(self, node: DOMNode, tex: str | None, display: bool = False) -> None:
         node.setattr(_PLANNED, "")
+        self._covered.add(node)
+        if node.child_element_count:  # a script, an image or a span of TeX holds no candidate: no query
+            self._covered.update(node.query_selector_all(_COVERABLE).values())
         self.edits.append((node, tex, display))
 
     def apply(self, tree: HTMLTree) -> int:
@@ -479,8 +504,7 @@ def _plan_mathml(plan: _Plan, maths: list[DOMNode]) -> None:
             # wrappers of this formula alone, never a hidden section that holds other content.
             while target.parent is not None and _is_hidden_wrapper(target.parent) and _only_child(target.parent):
                 target = target.parent
-        if target is not math and plan.covers(target):
-            continue
+        # No check that `target` is covered: a planned node around it would be around `math` too.
         plan.add(target, tex, display)
 
 
@@ -551,13 +575,10 @@ def _image_tex(img: DOMNode) -> str | None:
 
 
 def _plan_formula_images(plan: _Plan, images: list[DOMNode]) -> None:
-    # An image holds no element, so only a formula planned before this pass can cover one: on a page of formula
-    # images alone, no image is looked up (10 us each).
-    planned_before = bool(plan.edits)
     for img in images:
         tex = _image_tex(img)
         # A fallback image inside a formula group planned by the MathML pass goes with its group.
-        if tex is None or (planned_before and plan.covers(img)):
+        if tex is None or plan.covers(img):
             continue
         plan.add(img, tex, _stands_alone(img))
 

@@ -7,9 +7,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from support.hostile_pages import EXPECTED_DROPS, HOSTILE_PAGES, nested_divs, nested_mjx_containers, nested_mrow
+from support.hostile_pages import (
+    EXPECTED_DROPS,
+    HOSTILE_PAGES,
+    deep_formulas,
+    nested_divs,
+    nested_mjx_containers,
+    nested_mrow,
+)
 
-from curate.extraction.math_html import MAX_ELEMENT_DEPTH
+from curate.extraction.math_html import MAX_ELEMENT_DEPTH, depth_limit
 from curate.steps.extract import extract_record
 
 CPU_SECONDS = 10.0
@@ -31,18 +38,35 @@ def test_a_hostile_page_finishes_in_seconds_with_its_outcome(name: str) -> None:
 
 
 def test_nesting_just_under_the_limit_is_still_extracted() -> None:
-    # html > body > (divs) > text: two levels above the divs.
-    text, _, _, reason, _ = extract_record(nested_divs(MAX_ELEMENT_DEPTH - 10), None, "text/html", 1)
+    # Unclosed, one tag a level: the limit is MAX_ELEMENT_DEPTH. html > body > (divs) > text.
+    text, _, _, reason, _ = extract_record(nested_divs(MAX_ELEMENT_DEPTH - 10, closed=False), None, "text/html", 1)
     assert reason is None and text == "deep text"
     text, _, has_math, reason, _ = extract_record(nested_mrow(200), None, "text/html", 1)
     assert reason is None and text == "Formula: $x$" and has_math  # MathML cut at its own depth limit keeps x
-    assert extract_record(nested_divs(MAX_ELEMENT_DEPTH + 10), None, "text/html", 1)[3] == "too_deep"
+    assert extract_record(nested_divs(MAX_ELEMENT_DEPTH + 10, closed=False), None, "text/html", 1)[3] == "too_deep"
+
+
+def test_nesting_over_the_tag_level_budget_is_dropped_before_extraction() -> None:
+    # Closed, two tags a level (plus the page's own 9): the limit is MAX_TAG_LEVELS / tags, about 3,870 levels.
+    under, over = 3800, 3900
+    assert depth_limit(2 * under + 9) > under + 2 and depth_limit(2 * over + 9) < over + 2
+    text, _, _, reason, _ = extract_record(nested_divs(under), None, "text/html", 1)
+    assert reason is None and text == "deep text"
+    _, _, _, reason, detail = extract_record(nested_divs(over), None, "text/html", 1)
+    assert reason == "too_deep" and "tag-levels" in (detail or "")
+    # 1,000 formulas 3,000 levels deep are under the budget: each is found and converted, in a fraction of the time
+    # it took when every formula asked each of its ancestors whether one was planned (1.1 CPU s).
+    started = time.process_time()
+    text, _, has_math, reason, _ = extract_record(deep_formulas(3000, 1000), None, "text/html", 1)
+    assert time.process_time() - started < 1.0
+    assert reason is None and has_math and text is not None and text.count("$x^{") == 1000
 
 
 def test_nested_mathjax_containers_under_the_limit_take_a_fraction_of_a_second() -> None:
     # Only the outermost container is a candidate formula: 4,990 nested ones took 5 CPU-s when every one was.
     started = time.process_time()
-    text, _, _, reason, _ = extract_record(nested_mjx_containers(MAX_ELEMENT_DEPTH - 10), None, "text/html", 1)
+    page = nested_mjx_containers(MAX_ELEMENT_DEPTH - 10, closed=False)
+    text, _, _, reason, _ = extract_record(page, None, "text/html", 1)
     assert reason is None and text == "$x$"
     assert time.process_time() - started < 2.0
 
@@ -59,7 +83,7 @@ def test_the_step_counts_tag_opens_for_extraction_with_the_same_outcomes(isolate
 
     pages = [
         nested_divs(MAX_ELEMENT_DEPTH + 10),
-        nested_divs(MAX_ELEMENT_DEPTH - 10),
+        nested_divs(MAX_ELEMENT_DEPTH - 10, closed=False),
         "<p>caf\u00e9 &lt; 1 <b>x</b> \ufffd</p>".encode(),
         b"<p>\xe9t\xe9 <i>latin-1</i></p>",
     ]
