@@ -34,6 +34,11 @@ def unclosed_inline_math(size: int = 200_000) -> bytes:
     return _page("<p>" + "\\( a \\begin{x} b " * (size // 18) + "</p>")
 
 
+def backslash_runs(count: int = 20_000) -> bytes:
+    # An unclosed `\[`, then `\(` at the end of runs of four backslashes (line breaks in TeX, not openers).
+    return _page("<p>\\[ " + "x \\\\\\\\( " * count + "</p>")
+
+
 def unclosed_bbcode(size: int = 200_000) -> bytes:
     return _page("<p>" + "[tex] a " * (size // 8) + "[/x</p>")
 
@@ -91,6 +96,7 @@ HOSTILE_PAGES: dict[str, Callable[[], bytes]] = {
     "unclosed_display_math": unclosed_display_math,
     "unclosed_inline_math": unclosed_inline_math,
     "unclosed_bbcode": unclosed_bbcode,
+    "backslash_runs": backslash_runs,
     "nested_mjx_containers": nested_mjx_containers,
     "nested_divs": nested_divs,
     "huge_attribute": huge_attribute,
@@ -109,6 +115,7 @@ EXPECTED_DROPS: dict[str, str | None] = {
     "unclosed_display_math": None,
     "unclosed_inline_math": None,
     "unclosed_bbcode": None,
+    "backslash_runs": None,
     "nested_mjx_containers": "too_deep",
     "nested_divs": "too_deep",
     "huge_attribute": None,
