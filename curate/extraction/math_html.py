@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +32,12 @@ from curate.extraction.mathml import mathml_to_latex
 
 __all__ = [
     "MATH_SPAN_RE",
+    "MAX_ELEMENTS",
     "MAX_ELEMENT_DEPTH",
     "MAX_TAG_LEVELS",
     "Extracted",
     "TooDeep",
+    "TooManyElements",
     "depth_limit",
     "extract_main_text",
     "iter_math_spans",
@@ -61,6 +64,20 @@ _DEEPER_THAN_LIMIT = " > ".join(["*"] * MAX_ELEMENT_DEPTH)
 def depth_limit(tag_opens: int) -> int:
     """The deepest nesting extraction takes on for a page with `tag_opens` `<`."""
     return min(MAX_ELEMENT_DEPTH, MAX_TAG_LEVELS // max(1, tag_opens))
+
+
+# The parser makes elements the page never wrote: each unclosed formatting element (`<b>`, `<font>`, `<a>`..., all
+# different) is opened again in every new paragraph. 20 KB of them made a million elements, and 92 KB ten
+# million (3.7 GB, 58 CPU s, most in the depth query and the main-content pass). A page of more elements than
+# MAX_ELEMENTS is dropped. Counting them is a walk of the tree, so only a tree that took over
+# _SECONDS_BEFORE_COUNTING to parse is counted: a million elements took 0.18 s here, and no real page of the
+# shared data over 4.5 ms, so the outcome does not depend on the machine.
+MAX_ELEMENTS = 1_000_000
+_SECONDS_BEFORE_COUNTING = 0.02
+
+
+class TooManyElements(ValueError):
+    """A page whose parsed tree holds more than `MAX_ELEMENTS` elements."""
 
 
 class TooDeep(ValueError):
@@ -207,7 +224,12 @@ def extract_main_text(
     answers and forum posts are not classified as comments). `main_content=False` keeps all visible text.
     `tag_opens` is the number of `<` in `html`, from a caller that counts it more cheaply (`utf8_tag_opens`).
     """
+    started = time.process_time()
     tree = HTMLTree.parse(html)
+    if time.process_time() - started > _SECONDS_BEFORE_COUNTING and tree.document is not None:
+        elements = len(tree.document.query_selector_all("*"))
+        if elements > MAX_ELEMENTS:
+            raise TooManyElements(f"{elements:,} elements after parsing (over {MAX_ELEMENTS:,})")
     if tag_opens is None:
         tag_opens = html.count("<")
     limit = depth_limit(tag_opens)

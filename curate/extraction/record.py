@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from curate.errors import describe_exception
 from curate.extraction.decode import HTML_TYPES, DecodeFailed, NotHtml, decode_html, sniff_html
-from curate.extraction.math_html import TooDeep, extract_main_text, utf8_tag_opens
+from curate.extraction.math_html import TooDeep, TooManyElements, extract_main_text, utf8_tag_opens
 
 # (text, charset, has_math_markup, drop_reason, drop_detail)
 Outcome = tuple[str | None, str | None, bool | None, str | None, str | None]
@@ -41,6 +41,8 @@ def extract_record(
         return None, charset, None, "decode_error", str(exc)
     except TooDeep as exc:
         return None, charset, None, "too_deep", str(exc)
+    except TooManyElements as exc:
+        return None, charset, None, "too_many_elements", str(exc)
     except MemoryError:
         raise  # the process's failure, not the page's: under the guard it becomes `extract_crash`
     except Exception as exc:  # one page's failure is that page's drop, never the job's end
