@@ -11,8 +11,9 @@ record, the whole job). Here the function runs in a child Python process that th
   kernel: wake-ups, context switches and pipe locks);
 - a child that dies (a signal, `os._exit`) or runs out of memory (an allocation past its address-space cap)
   costs the record in flight a `<kind>_crash` drop; the other records of the batch go to a fresh child;
-- a record in flight for longer than the deadline costs a `<kind>_timeout` drop: the child is killed and
-  replaced, and the other records of the batch go to the new one.
+- a record in flight for longer than its deadline (`timeout_s`, plus `timeout_s_per_mb` for each MiB of its
+  arguments) costs a `<kind>_timeout` drop: the child is killed and replaced, and the other records of the
+  batch go to the new one.
 
 Messages are length-prefixed pickles over the child's stdin/stdout. A request's large bytes-like arguments
 (the page, as bytes or as a memoryview of the Arrow buffer that holds it) do not go through the pipe: the
@@ -101,10 +102,13 @@ class RecordGuard:
     caller handles it as it would in-process.
     """
 
-    def __init__(self, target: str, *, kind: str, timeout_s: float, memory_mb: int = 0) -> None:
+    def __init__(
+        self, target: str, *, kind: str, timeout_s: float, timeout_s_per_mb: float = 0.0, memory_mb: int = 0
+    ) -> None:
         self.target = target
         self.kind = kind
         self.timeout_s = timeout_s
+        self.timeout_s_per_mb = timeout_s_per_mb
         self.memory_mb = memory_mb
         self._child: subprocess.Popen[bytes] | None = None
         self._progress_file: IO[bytes] | None = None
@@ -173,20 +177,22 @@ class RecordGuard:
             return {}, self._in_flight(), self._lost(child, "died before the records were sent")
         fd = child.stdout.fileno()
         poll_s = min(_POLL_S, self.timeout_s / 4)
-        seen, since = 0, time.monotonic()
+        seen, since, allowed = 0, time.monotonic(), self.timeout_s
         while not select.select([fd], [], [], poll_s)[0]:
             now, current = time.monotonic(), self._in_flight_number()
             if current != seen:
                 seen, since = current, now
-            elif now - since > self.timeout_s:
-                return {}, self._in_flight(), self._lost(child, None, timed_out=True)
+                allowed = self._allowed_s(batch[current - 1]) if current else self.timeout_s
+            elif now - since > allowed:
+                return {}, self._in_flight(), self._lost(child, None, allowed_s=allowed)
         deadline = time.monotonic() + max(self.timeout_s, _REPLY_S)
         header = _read_exactly(child.stdout, _HEADER.size, deadline)
         reply = None
         if isinstance(header, bytes) and header is not _TIMED_OUT:
             reply = _read_exactly(child.stdout, _HEADER.unpack(header)[0], deadline)
         if reply is None or reply is _TIMED_OUT:
-            return {}, self._in_flight(), self._lost(child, None, timed_out=reply is _TIMED_OUT)
+            allowed_s = self.timeout_s if reply is _TIMED_OUT else None
+            return {}, self._in_flight(), self._lost(child, None, allowed_s=allowed_s)
         answered: dict[int, Any] = {}
         for position, message in enumerate(_split_messages(reply)):
             status, value = pickle.loads(message)
@@ -198,6 +204,10 @@ class RecordGuard:
                 )
             answered[position] = Raised(value) if status == _ERROR else value
         return answered, None, None
+
+    def _allowed_s(self, request: _Request) -> float:
+        """How long one record may run: the deadline, plus its allowance for each MiB the record weighs."""
+        return self.timeout_s + self.timeout_s_per_mb * (len(request.body) + request.shared_bytes) / 2**20
 
     def _shared_pages(self, size: int) -> mmap.mmap:
         """The parent's map of the shared pages file, at least `size` bytes long (grown, never shrunk)."""
@@ -309,13 +319,14 @@ class RecordGuard:
             child.wait()
             raise CurateError(f"the {self.kind} worker process could not load {self.target}{cap}: {value}")
 
-    def _lost(self, child: subprocess.Popen[bytes], note: str | None, *, timed_out: bool = False) -> Failure:
+    def _lost(self, child: subprocess.Popen[bytes], note: str | None, *, allowed_s: float | None = None) -> Failure:
+        """A lost child's failure: a timeout when `allowed_s` (the seconds the record had) is given."""
         self._child = None
         self.restarts += 1
-        if timed_out:
+        if allowed_s is not None:
             child.kill()
             child.wait()
-            return Failure(f"{self.kind}_timeout", f"no result within {self.timeout_s:g} s; worker process killed")
+            return Failure(f"{self.kind}_timeout", f"no result within {allowed_s:.3g} s; worker process killed")
         try:
             code = child.wait(timeout=5)
         except subprocess.TimeoutExpired:

@@ -31,7 +31,12 @@ from curate.stage import Inputs, RunContext, Stage
 from curate.stage_rows import OutputCounts, count_rows, run_step_stage, write_local_output, write_spark_output
 from curate.stages.registry import EXTRACT, URL_DEDUP
 from curate.step import Step
-from curate.steps.extract import DEFAULT_RECORD_TIMEOUT_S, DEFAULT_WORKER_MEMORY_MB, ExtractStep
+from curate.steps.extract import (
+    DEFAULT_RECORD_TIMEOUT_S,
+    DEFAULT_RECORD_TIMEOUT_S_PER_MB,
+    DEFAULT_WORKER_MEMORY_MB,
+    ExtractStep,
+)
 from curate.steps.language import LanguageStep
 from curate.steps.read_warc import ReadWarcStep
 from curate.steps.urls import NormalizeUrlStep
@@ -48,6 +53,7 @@ class IngestConfig:
     # that record (`extract_crash`, `extract_timeout`), not the worker.
     isolate_extraction: bool = True
     record_timeout_s: float = DEFAULT_RECORD_TIMEOUT_S
+    record_timeout_s_per_mb: float = DEFAULT_RECORD_TIMEOUT_S_PER_MB  # more time for each MiB of a page
     worker_memory_mb: int = DEFAULT_WORKER_MEMORY_MB  # 0: no cap
 
     def __post_init__(self) -> None:
@@ -56,6 +62,9 @@ class IngestConfig:
             value = getattr(self, name)
             if isinstance(value, int | float) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"ingest.{name} must be a finite number above 0, got {value!r}")
+        per_mb = self.record_timeout_s_per_mb
+        if isinstance(per_mb, int | float) and not (math.isfinite(per_mb) and per_mb >= 0):
+            raise ConfigError(f"ingest.record_timeout_s_per_mb must be a finite number, 0 or more, got {per_mb!r}")
         if isinstance(self.worker_memory_mb, int) and self.worker_memory_mb < 0:
             raise ConfigError(f"ingest.worker_memory_mb must be 0 (no cap) or more, got {self.worker_memory_mb}")
 
@@ -68,6 +77,7 @@ def ingest_steps(config: IngestConfig) -> list[Step]:
             min_chars=config.min_chars,
             isolated=config.isolate_extraction,
             record_timeout_s=config.record_timeout_s,
+            record_timeout_s_per_mb=config.record_timeout_s_per_mb,
             worker_memory_mb=config.worker_memory_mb,
         ),
         LanguageStep(),

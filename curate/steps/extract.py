@@ -33,14 +33,18 @@ _PASSTHROUGH = (
 # Columns this step makes; the others of DOCUMENTS are its input's, or the language columns a later step fills.
 _EXTRACTED = ("charset", "text", "n_chars", "has_math_markup", DROP_REASON, DROP_DETAIL)
 
-# No real page of the shared data takes more than a fraction of a second; a minute is a page that never ends.
-DEFAULT_RECORD_TIMEOUT_S = 60.0
+# A record's extraction may take DEFAULT_RECORD_TIMEOUT_S plus DEFAULT_RECORD_TIMEOUT_S_PER_MB for each MiB of
+# its page. No real page of the shared data takes 0.05 s; the largest (16 MiB) would take a few. Pages that
+# make the parser quadratic run for minutes: 100,000 attributes on one element (870 KB) took 38 s, 100,000
+# `<option><optgroup>` (1.7 MB) 58 s, and are dropped after 14 s and 19 s.
+DEFAULT_RECORD_TIMEOUT_S = 10.0
+DEFAULT_RECORD_TIMEOUT_S_PER_MB = 5.0
 # The extraction child's address-space cap: a page that needs more is dropped, not the worker's host.
 DEFAULT_WORKER_MEMORY_MB = 4096
 
 
 class ExtractStep(Step):
-    name = "extract_math_html_v3"  # v3: `too_deep` drops
+    name = "extract_math_html_v4"  # v4: `too_many_elements`, and `too_deep` by tags times depth
     error_reason = "extract_error"
 
     def __init__(
@@ -49,12 +53,14 @@ class ExtractStep(Step):
         *,
         isolated: bool = True,
         record_timeout_s: float = DEFAULT_RECORD_TIMEOUT_S,
+        record_timeout_s_per_mb: float = DEFAULT_RECORD_TIMEOUT_S_PER_MB,
         worker_memory_mb: int = DEFAULT_WORKER_MEMORY_MB,
     ) -> None:
         super().__init__()
         self.min_chars = min_chars
         self.isolated = isolated
         self.record_timeout_s = record_timeout_s
+        self.record_timeout_s_per_mb = record_timeout_s_per_mb
         self.worker_memory_mb = worker_memory_mb
 
     def config(self) -> dict[str, Any]:
@@ -63,6 +69,7 @@ class ExtractStep(Step):
             "min_chars": self.min_chars,
             "isolated": self.isolated,
             "record_timeout_s": self.record_timeout_s,
+            "record_timeout_s_per_mb": self.record_timeout_s_per_mb,
             "worker_memory_mb": self.worker_memory_mb,
         }
 
@@ -70,13 +77,14 @@ class ExtractStep(Step):
         return DOCUMENTS
 
     def _guard(self) -> RecordGuard:
-        key = f"extract-guard:{self.record_timeout_s}:{self.worker_memory_mb}"
+        key = f"extract-guard:{self.record_timeout_s}:{self.record_timeout_s_per_mb}:{self.worker_memory_mb}"
         return worker_cached(
             key,
             lambda: RecordGuard(
                 "curate.extraction.record:extract_record",
                 kind="extract",
                 timeout_s=self.record_timeout_s,
+                timeout_s_per_mb=self.record_timeout_s_per_mb,
                 memory_mb=self.worker_memory_mb,
             ),
         )

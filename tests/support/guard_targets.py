@@ -23,8 +23,9 @@ class Unpicklable(Exception):
         self.lock = threading.Lock()
 
 
-def behave(action: str, value: Any = None) -> Any:
-    """Do `action` with `value`; the normal case returns a result that depends on both."""
+def behave(action: str, value: Any = None, weight: bytes | None = None) -> Any:
+    """Do `action` with `value`; the normal case returns a result that depends on both. `weight` (a page) only
+    makes the record heavier."""
     if action == "return":
         return {"echo": value, "pid_is_int": isinstance(os.getpid(), int)}
     if action == "raise":

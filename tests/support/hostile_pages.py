@@ -96,6 +96,22 @@ def unclosed_scripts(depth: int = 60) -> bytes:
     return _page("<p>Power: <math>" + "<msup>" * depth + "<mi>x</mi><mn>2</mn></msup></math></p>")
 
 
+def many_attributes(count: int = 100_000) -> bytes:
+    return _page("<img " + " ".join(f"a{i}=x" for i in range(count)) + ' src="x.png"><p>text</p>')
+
+
+def reopened_optgroups(count: int = 100_000) -> bytes:
+    return _page("<select>" + "<option><optgroup>" * count + "</select><p>text</p>")
+
+
+# Pages on which the HTML parser itself is quadratic (38 and 58 CPU s): nothing before the parse can tell them from
+# a real page cheaply, so only the extraction guard's deadline stops them (`extract_timeout`).
+PARSER_STALLS: dict[str, Callable[[], bytes]] = {
+    "many_attributes": many_attributes,
+    "reopened_optgroups": reopened_optgroups,
+}
+
+
 HOSTILE_PAGES: dict[str, Callable[[], bytes]] = {
     "nested_mrow": nested_mrow,
     "asciimath_sqrt": asciimath_sqrt,

@@ -153,6 +153,20 @@ def test_a_record_past_the_deadline_inside_a_batch_costs_that_record_only() -> N
         guard.close()
 
 
+def test_a_record_has_its_deadline_plus_an_allowance_for_each_mib_it_weighs() -> None:
+    guard = RecordGuard(TARGET, kind="extract", timeout_s=0.5, timeout_s_per_mb=1.0)
+    try:
+        heavy = bytes(2 * 2**20)  # 2 MiB: 2.5 s in all
+        results = guard.call_many([("sleep", 1.0, heavy), ("sleep", 1.0, b"light"), ("return", 3)])
+        assert results == [
+            "woke",
+            Failure("extract_timeout", "no result within 0.5 s; worker process killed"),
+            behave("return", 3),
+        ]
+    finally:
+        guard.close()
+
+
 def test_an_exception_inside_a_batch_is_handed_back_for_that_record(guard: RecordGuard) -> None:
     results = guard.call_many([("return", 1), ("raise", 7), ("raise_unpicklable", 8), ("return", 2)])
     assert results[0] == behave("return", 1)
