@@ -154,8 +154,9 @@ def page_phases(passes: int) -> tuple[int, dict[str, float], dict[str, float], f
             except Exception:  # a page that extract_record drops as undecodable: none of the mix today
                 continue
             tree = timed(spent, "parsing", HTMLTree.parse, html)
-            if html.count("<") >= math_html.depth_limit(html.count("<")):
-                timed(spent, "nesting check", math_html._deeper_than, tree, math_html.depth_limit(html.count("<")))
+            tags = html.count("<")
+            if tags >= math_html.depth_limit(tags):
+                timed(spent, "nesting check", math_html._deeper_than, tree, math_html.depth_limit(tags))
             timed(spent, "math rewrite", math_html._rewrite_math, tree)
             text = timed(spent, "main-content text", extract_plain_text, tree, **math_html.TEXT_OPTIONS)
             timed(spent, "formula spans", formula_spans, text)
