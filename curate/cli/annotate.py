@@ -19,8 +19,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from curate.annotate.review import ReviewSession, clean_for_terminal
-from curate.annotate.stats import build_queue, load_stats
 from curate.annotate.store import Annotation, AnnotationStore, check_annotator, read_pattern_file, utc_now
 from curate.errors import ConfigError, CurateError
 
@@ -137,6 +135,8 @@ def list_(
             for record in records:
                 typer.echo(record.to_json())
             return
+        from curate.annotate.review import clean_for_terminal
+
         table = Table(title=f"{len(records)} {'records' if history else 'annotations'} in {root}")
         for name in ("pattern", "label", "annotator", "iter", "time", "note"):
             table.add_column(name)
@@ -231,6 +231,11 @@ def review(
 ) -> None:
     """Label flagged domains one screen at a time: counts, top URL prefixes, sample pages and how many uncollected
     pages a label brings into the next seed. m math, n not-math, 1-9 pick a prefix then m/n, s skip, u undo, q quit."""
+    # Imported here: every command of `curate` loads this module, and these two load pyarrow.compute and rich's
+    # panels (about 50 ms of CPU) that only the review needs.
+    from curate.annotate.review import ReviewSession
+    from curate.annotate.stats import build_queue, load_stats
+
     with _reported():
         if not _has_terminal():
             raise ConfigError(
