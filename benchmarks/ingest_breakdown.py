@@ -155,8 +155,9 @@ def page_phases(passes: int) -> tuple[int, dict[str, float], dict[str, float], f
                 continue
             tree = timed(spent, "parsing", HTMLTree.parse, html)
             tags = html.count("<")
-            if tags >= math_html.depth_limit(tags):
-                timed(spent, "nesting check", math_html._deeper_than, tree, math_html.depth_limit(tags))
+            limit = math_html.depth_limit(tags)
+            if tags >= limit:
+                timed(spent, "nesting check", math_html._deeper_than, tree, limit)
             timed(spent, "math rewrite", math_html._rewrite_math, tree)
             text = timed(spent, "main-content text", extract_plain_text, tree, **math_html.TEXT_OPTIONS)
             timed(spent, "formula spans", formula_spans, text)

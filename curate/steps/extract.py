@@ -36,7 +36,8 @@ _EXTRACTED = ("charset", "text", "n_chars", "has_math_markup", DROP_REASON, DROP
 # A record's extraction may take DEFAULT_RECORD_TIMEOUT_S plus DEFAULT_RECORD_TIMEOUT_S_PER_MB for each MiB of
 # its page. No real page of the shared data takes 0.05 s; the largest (16 MiB) would take a few. Pages that
 # make the parser quadratic run for most of a minute: 100,000 attributes on one element (870 KB) took 38 s,
-# 100,000 `<option><optgroup>` (1.7 MB) 58 s, and are dropped after 14 s and 19 s.
+# 100,000 `<option><optgroup>` (1.7 MB) 58 s, and are dropped after 14 s and 19 s. So is deep nesting over much
+# text, which main content pays for depth times text (1 MiB under 4,000 divs: 13 s, dropped after 15 s).
 DEFAULT_RECORD_TIMEOUT_S = 10.0
 DEFAULT_RECORD_TIMEOUT_S_PER_MB = 5.0
 # The extraction child's address-space cap: a page that needs more is dropped, not the worker's host.
