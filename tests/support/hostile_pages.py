@@ -112,8 +112,7 @@ def deep_text(depth: int = 4000, size: int = 2**20) -> bytes:
 
 # Pages that only the extraction guard's deadline stops (`extract_timeout`). On the first two the HTML parser itself
 # is quadratic (38 and 58 CPU s); on the third, resiliparse's main-content pass. Nothing cheap enough to run on
-# every page tells them from a real one (a depth probe sized to the text would run on 252 of the 813 real pages
-# and add 0.09 ms to the average page).
+# every page tells them from a real one (for the third, `curate.extraction.math_html` says why).
 STALLING_PAGES: dict[str, Callable[[], bytes]] = {
     "many_attributes": many_attributes,
     "reopened_optgroups": reopened_optgroups,
